@@ -1,0 +1,96 @@
+"""The tenancy nouns: users, organizations, their members and invites, apps and their tokens.
+
+Public ids (``Organization.public_id``, ``App.public_id``) are what the Opbeat Intake API and the
+dashboard URLs carry; integer primary keys stay inside the server (queue messages, foreign keys).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth.models import AbstractUser, UserManager as DjangoUserManager
+from django.db import models
+
+
+def public_id_new() -> str:
+    # Opbeat's ids were short hex strings; 16 hex characters keep URLs short and unguessable enough
+    # to not leak counts (access is still checked on every request).
+    return secrets.token_hex(8)
+
+
+def secret_token_new() -> str:
+    return secrets.token_hex(20)
+
+
+class UserManager(DjangoUserManager):
+    def create_user(self, email, password=None, **extra_fields):
+        email = self.normalize_email(email).lower()
+        extra_fields.setdefault("username", email)
+        return super().create_user(extra_fields.pop("username"), email, password, **extra_fields)
+
+    def create_superuser(self, email, password=None, **extra_fields):
+        email = self.normalize_email(email).lower()
+        extra_fields.setdefault("username", email)
+        return super().create_superuser(extra_fields.pop("username"), email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    """A person; they log in with their email address."""
+
+    email = models.EmailField(unique=True)
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    objects = UserManager()
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Organization(models.Model):
+    public_id = models.CharField(max_length=32, unique=True, default=public_id_new)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MEMBER = "member", "Member"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "user"], name="membership_unique")]
+
+
+class Invite(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invites")
+    email = models.EmailField()
+    token = models.CharField(max_length=64, unique=True, default=secret_token_new)
+    invited_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+
+class App(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="apps")
+    public_id = models.CharField(max_length=32, unique=True, default=public_id_new)
+    name = models.CharField(max_length=200)
+    secret_token = models.CharField(max_length=64, unique=True, default=secret_token_new)
+    token_rotated_at = models.DateTimeField(null=True, blank=True)
+    # Per-app policy is data: None means the default from settings.OPBEAT_LIMITS.
+    events_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="app_name_unique_in_org")]
+
+    def __str__(self) -> str:
+        return self.name
