@@ -122,8 +122,74 @@ def envelope_new(*, kind: str, app_id: int, received_at: float, data: dict, even
     }
 
 
-def events_enqueue(envelopes: Iterable[dict]) -> str:
-    return task_message_publish(task=EVENTS_TASK, args=[list(envelopes)], queue=EVENTS_QUEUE)
+class _Ticket:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: Exception | None = None
+
+
+class _GroupPublisher:
+    """Group commit for the events queue: requests served at the same time share one message
+    and one publisher confirm.
+
+    A confirmed publish waits for the broker's fsync (~1 ms here), so one thread publishing a
+    message per request tops out near 900 messages/s while the CPU idles (``bench/publish``).
+    Each request thread hands its envelopes to this publisher thread and waits for the confirm
+    of the message that carries them: under load many requests ride on one confirm, with no
+    added delay when idle (a lone request is published at once). The promise is unchanged: a
+    request returns only after the broker confirmed the message holding its event.
+    """
+
+    def __init__(self, *, max_requests: int = 256, timeout: float = 10.0) -> None:
+        self._max_requests = max_requests
+        self._timeout = timeout
+        self._cond = threading.Condition()
+        self._pending: list[tuple[list[dict], _Ticket]] = []
+        self._pid: int | None = None
+
+    def submit(self, envelopes: list[dict]) -> None:
+        ticket = _Ticket()
+        with self._cond:
+            if self._pid != os.getpid():
+                # First use in this process, or a fork (gunicorn --preload): the parent's thread
+                # did not come along, so start our own.
+                self._pending = []
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="opbeat-intake-publisher", daemon=True).start()
+            self._pending.append((envelopes, ticket))
+            self._cond.notify()
+        if not ticket.done.wait(self._timeout):
+            raise QueueUnavailable("the broker did not confirm the message in time")
+        if ticket.error is not None:
+            raise QueueUnavailable(str(ticket.error)) from ticket.error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                batch = self._pending[: self._max_requests]
+                del self._pending[: self._max_requests]
+            envelopes = [envelope for group, _ in batch for envelope in group]
+            error: Exception | None = None
+            try:
+                task_message_publish(task=EVENTS_TASK, args=[envelopes], queue=EVENTS_QUEUE)
+            except QueueUnavailable as exc:
+                error = exc
+            for _, ticket in batch:
+                ticket.error = error
+                ticket.done.set()
+
+
+_events_publisher = _GroupPublisher()
+
+
+def events_enqueue(envelopes: Iterable[dict]) -> None:
+    """Return once the broker has confirmed a message holding these envelopes; else raise
+    ``QueueUnavailable``."""
+    _events_publisher.submit(list(envelopes))
 
 
 def rejections_enqueue(rows: list[dict]) -> str:
