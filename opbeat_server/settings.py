@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "intake",
     "processing",
     "dashboards",
+    # Only for its management commands (opbeat_run).
+    "opbeat_server",
 ]
 
 MIDDLEWARE = [
