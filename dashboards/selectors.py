@@ -1,0 +1,209 @@
+"""The dashboard's queries. Each takes an ``App`` already resolved for the member through
+``accounts.selectors.app_for_member`` (or an issue fetched here through that app), and filters on
+it first, each condition on its own line, so every query is visibly scoped to one app.
+
+Each selector is one query, whatever the number of issues or events, and stays on an index the
+worker's tables already have (noted next to each). This module never writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.paginator import Page, Paginator
+from django.db.models import Q, QuerySet, Sum
+
+from accounts.models import App
+from processing.models import Event, Issue, IssueHourly, RejectionCount
+
+from .charts import hour_floor
+
+ISSUE_SORTS = {
+    # sort name -> ordering; each is backed by an (app, status, <column>) index on Issue.
+    "last_seen": ("-last_seen", "-id"),
+    "first_seen": ("-first_seen", "-id"),
+    "count": ("-event_count", "-id"),
+}
+ISSUE_STATUSES = [choice for choice, _label in Issue.Status.choices]
+ISSUES_PER_PAGE = 25
+SEARCH_MAX_CHARS = 200
+
+
+@dataclass
+class IssueListQuery:
+    status: str = Issue.Status.UNRESOLVED
+    sort: str = "last_seen"
+    search: str = ""
+    page: int = 1
+
+
+def issue_list_query_parse(params) -> IssueListQuery:
+    """The list's filters from the query string; unknown values fall back to the defaults."""
+    status = params.get("status", Issue.Status.UNRESOLVED)
+    sort = params.get("sort", "last_seen")
+    try:
+        page = max(int(params.get("page", "1")), 1)
+    except ValueError:
+        page = 1
+    return IssueListQuery(
+        status=status if status in ISSUE_STATUSES else Issue.Status.UNRESOLVED,
+        sort=sort if sort in ISSUE_SORTS else "last_seen",
+        search=params.get("q", "").strip()[:SEARCH_MAX_CHARS],
+        page=page,
+    )
+
+
+def issues_filter(*, app: App, query: IssueListQuery) -> QuerySet[Issue]:
+    issues = Issue.objects.filter(
+        app=app,
+        status=query.status,
+    )
+    if query.search:
+        # A substring search over one app's issues of one status: bounded by the (app, status) index
+        # prefix; a trigram index would be the next step for apps with very many issues.
+        issues = issues.filter(Q(title__icontains=query.search) | Q(culprit__icontains=query.search))
+    return issues.order_by(*ISSUE_SORTS[query.sort]).only(
+        "id", "title", "culprit", "level", "exception_type", "status", "is_regressed",
+        "event_count", "users_count", "first_seen", "last_seen",
+    )
+
+
+def issues_page(*, app: App, query: IssueListQuery) -> Page:
+    """Two queries: the count of matching issues, then one page of them."""
+    paginator = Paginator(issues_filter(app=app, query=query), ISSUES_PER_PAGE)
+    return paginator.get_page(query.page)
+
+
+def issues_hourly_counts(*, app: App, issue_ids: list[int], since: datetime) -> dict[int, dict[datetime, int]]:
+    """Hourly counts of many issues in ONE query (the list's sparklines), on the
+    (issue, hour) unique index."""
+    if not issue_ids:
+        return {}
+    rows = IssueHourly.objects.filter(
+        app=app,
+        issue_id__in=issue_ids,
+        hour__gte=since,
+    ).values_list("issue_id", "hour", "count")
+    counts: dict[int, dict[datetime, int]] = defaultdict(dict)
+    for issue_id, hour, count in rows:
+        bucket = hour_floor(hour)
+        counts[issue_id][bucket] = counts[issue_id].get(bucket, 0) + count
+    return counts
+
+
+def app_hourly_counts(*, app: App, since: datetime) -> dict[datetime, int]:
+    """Events per hour of the whole app, on the (app, hour) index of IssueHourly."""
+    rows = (
+        IssueHourly.objects.filter(
+            app=app,
+            hour__gte=since,
+        )
+        .values("hour")
+        .annotate(total=Sum("count"))
+        .values_list("hour", "total")
+    )
+    counts: dict[datetime, int] = {}
+    for hour, total in rows:
+        bucket = hour_floor(hour)
+        counts[bucket] = counts.get(bucket, 0) + (total or 0)
+    return counts
+
+
+def issue_hourly_counts(*, issue: Issue, since: datetime) -> dict[datetime, int]:
+    rows = IssueHourly.objects.filter(
+        app_id=issue.app_id,
+        issue=issue,
+        hour__gte=since,
+    ).values_list("hour", "count")
+    counts: dict[datetime, int] = {}
+    for hour, count in rows:
+        bucket = hour_floor(hour)
+        counts[bucket] = counts.get(bucket, 0) + count
+    return counts
+
+
+def app_exception_types(*, app: App, limit: int = 8) -> list[dict]:
+    """The most common exception types by events, summed over the app's issues (one row per issue,
+    so this reads issues, never events)."""
+    return list(
+        Issue.objects.filter(
+            app=app,
+        )
+        .exclude(exception_type="")
+        .values("exception_type")
+        .annotate(events=Sum("event_count"))
+        .order_by("-events", "exception_type")[:limit]
+    )
+
+
+def app_rejections(*, app: App, since: datetime) -> list[dict]:
+    """Requests the intake refused since ``since``, per reason, on the (app, reason, hour) unique index."""
+    return list(
+        RejectionCount.objects.filter(
+            app=app,
+            hour__gte=since,
+        )
+        .values("reason")
+        .annotate(total=Sum("count"))
+        .order_by("-total", "reason")
+    )
+
+
+def issue_for_app(*, app: App, issue_id: int) -> Issue | None:
+    return Issue.objects.filter(
+        app=app,
+        pk=issue_id,
+    ).first()
+
+
+def issue_latest_event(*, issue: Issue) -> Event | None:
+    """On the (issue, timestamp) index."""
+    return Event.objects.filter(
+        app_id=issue.app_id,
+        issue=issue,
+    ).order_by("-timestamp", "-id").first()
+
+
+def issue_event(*, issue: Issue, event_id: uuid.UUID) -> Event | None:
+    """On the unique event_id index."""
+    return Event.objects.filter(
+        app_id=issue.app_id,
+        issue=issue,
+        event_id=event_id,
+    ).first()
+
+
+def event_neighbours(*, event: Event) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """(the previous, the next) event of the same issue by time, ids broken by id. Two small
+    queries walking the (issue, timestamp) index one row each way."""
+    same_issue = Event.objects.filter(
+        app_id=event.app_id,
+        issue_id=event.issue_id,
+    )
+    previous = (
+        # The plain range condition lets the index seek; the OR only breaks ties within one timestamp.
+        same_issue.filter(timestamp__lte=event.timestamp)
+        .filter(Q(timestamp__lt=event.timestamp) | Q(id__lt=event.id))
+        .order_by("-timestamp", "-id")
+        .values_list("event_id", flat=True)
+        .first()
+    )
+    following = (
+        same_issue.filter(timestamp__gte=event.timestamp)
+        .filter(Q(timestamp__gt=event.timestamp) | Q(id__gt=event.id))
+        .order_by("timestamp", "id")
+        .values_list("event_id", flat=True)
+        .first()
+    )
+    return previous, following
+
+
+def event_issue_id(*, app: App, event_id: uuid.UUID) -> int | None:
+    """Which issue holds this event, if the worker has stored it yet (unique event_id index)."""
+    return Event.objects.filter(
+        app=app,
+        event_id=event_id,
+    ).values_list("issue_id", flat=True).first()
