@@ -176,7 +176,8 @@ class _GroupPublisher:
             error: Exception | None = None
             try:
                 task_message_publish(task=EVENTS_TASK, args=[envelopes], queue=EVENTS_QUEUE)
-            except QueueUnavailable as exc:
+            except Exception as exc:  # noqa: BLE001 - e.g. an unencodable envelope: if this thread
+                # died, every later request would hang until its timeout; fail this batch only.
                 error = exc
             for _, ticket in batch:
                 ticket.error = error
