@@ -1,0 +1,68 @@
+"""Celery tasks of the worker: thin wrappers that unpack messages and call the services.
+
+``events_digest`` is a batch task (``celery_batches``): the worker buffers up to
+``digest_batch_size`` messages of the ``events`` queue (or what arrived within
+``digest_flush_seconds``) and digests them together with bulk queries. Messages are acknowledged
+only after their batch is committed (``acks_late``); while the database is down the batch waits
+and retries (``processing.resilience``), so nothing is acknowledged, and nothing is lost.
+
+Run the events worker with the solo or threads pool: a batch is then digested in the process that
+holds its messages, and a worker stopped mid-batch returns them to the broker unacknowledged.
+Tasks never hold business logic.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery_batches import Batches
+from django.conf import settings
+
+from opbeat_server.celery import EVENTS_QUEUE, app
+
+logger = logging.getLogger(__name__)
+
+
+@app.task(
+    base=Batches,
+    name="processing.tasks.events_digest",
+    queue=EVENTS_QUEUE,
+    acks_late=True,
+    flush_every=settings.OPBEAT_LIMITS["digest_batch_size"],
+    flush_interval=settings.OPBEAT_LIMITS["digest_flush_seconds"],
+)
+def events_digest(requests) -> dict:
+    """Each request's ``args[0]`` is a list of envelopes (``intake/queue.py``)."""
+    from .digest import events_digest as digest
+    from .resilience import database_patiently
+
+    envelopes: list = []
+    for request in requests:
+        batch = request.args[0] if request.args else None
+        if isinstance(batch, list):
+            envelopes.extend(batch)
+        else:
+            logger.warning("events_digest: message %s carries no list of envelopes; skipped", request.id)
+    result = database_patiently(lambda: digest(envelopes=envelopes), what="events_digest")
+    logger.info(
+        "events_digest: %d messages, %d envelopes: %d stored, %d duplicates, %d skipped",
+        len(requests), result.received, result.stored, result.duplicates, result.skipped,
+    )  # fmt: skip
+    return {"stored": result.stored, "duplicates": result.duplicates, "skipped": result.skipped}
+
+
+@app.task(name="processing.tasks.rejections_record", acks_late=True)
+def rejections_record(rows: list) -> int:
+    """``rows``: [{"app_id", "reason", "hour" (epoch seconds), "count"}] from the intake."""
+    from .resilience import database_patiently
+    from .services import rejections_record as record
+
+    return database_patiently(lambda: record(rows=rows), what="rejections_record")
+
+
+@app.task(name="processing.tasks.events_prune")
+def events_prune() -> dict:
+    from .resilience import database_patiently
+    from .services import events_prune as prune
+
+    return database_patiently(prune, what="events_prune")
