@@ -10,6 +10,7 @@ import secrets
 
 from django.contrib.auth.models import AbstractUser, UserManager as DjangoUserManager
 from django.db import models
+from django.urls import reverse
 
 
 def public_id_new() -> str:
@@ -55,6 +56,9 @@ class Organization(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        return reverse("org_detail", kwargs={"org_id": self.public_id})
+
 
 class Membership(models.Model):
     class Role(models.TextChoices):
@@ -94,3 +98,11 @@ class App(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        # The app's issue list, served by the dashboards room (URL contract in the briefs); built
+        # here rather than reversed so accounts does not depend on dashboards being installed.
+        return f"/orgs/{self.organization.public_id}/apps/{self.public_id}/"
+
+    def get_settings_url(self) -> str:
+        return reverse("app_settings", kwargs={"org_id": self.organization.public_id, "app_id": self.public_id})

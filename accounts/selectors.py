@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import App, Organization, User
+from .models import App, Invite, Membership, Organization, User
 
 
 def organizations_for_member(user: User) -> QuerySet[Organization]:
@@ -40,3 +40,52 @@ def app_for_member(user: User, organization_public_id: str, app_public_id: str) 
     if app is None:
         raise Http404("No such app")
     return app
+
+
+def membership_for_member(user: User, organization: Organization) -> Membership:
+    """The user's own membership of an organization already resolved by ``organization_for_member``."""
+    membership = Membership.objects.filter(
+        organization=organization,
+        user=user,
+    ).first()
+    if membership is None:
+        raise Http404("No such organization")
+    return membership
+
+
+def memberships_of_organization(organization: Organization) -> QuerySet[Membership]:
+    return (
+        Membership.objects.select_related("user")
+        .filter(
+            organization=organization,
+        )
+        .order_by("user__email")
+    )
+
+
+def invites_pending(organization: Organization) -> QuerySet[Invite]:
+    return Invite.objects.filter(
+        organization=organization,
+        accepted_at__isnull=True,
+    ).order_by("-created_at")
+
+
+def invite_pending_for_token(token: str) -> Invite:
+    """An invite is reached by its secret token alone: the token is what the invitee holds."""
+    invite = (
+        Invite.objects.select_related("organization")
+        .filter(
+            token=token,
+            accepted_at__isnull=True,
+        )
+        .first()
+    )
+    if invite is None:
+        raise Http404("This invite link is not valid, or it has been used already")
+    return invite
+
+
+def apps_of_organization(organization: Organization) -> QuerySet[App]:
+    return App.objects.filter(
+        organization=organization,
+    ).order_by("name")

@@ -1,3 +1,42 @@
+"""URLs of the accounts room (no namespace: templates/base.html and Django's auth views use these
+names). The map shared by all rooms is in the briefs' URL contract; ids are public ids."""
+
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
-urlpatterns: list = []
+from . import views
+from .forms import EmailAuthenticationForm
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("signup/", views.signup, name="signup"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(authentication_form=EmailAuthenticationForm, redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "password-reset/",
+        views.PasswordResetView.as_view(),
+        name="password_reset",
+    ),
+    path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("orgs/new/", views.org_create, name="org_create"),
+    path("orgs/<str:org_id>/", views.org_detail, name="org_detail"),
+    path("orgs/<str:org_id>/invites/", views.invite_create, name="invite_create"),
+    path("invites/<str:token>/", views.invite_accept, name="invite_accept"),
+    path("orgs/<str:org_id>/apps/new/", views.app_new, name="app_new"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/settings/", views.app_settings, name="app_settings"),
+    path(
+        "orgs/<str:org_id>/apps/<str:app_id>/settings/rotate-token/",
+        views.app_token_rotate,
+        name="app_token_rotate",
+    ),
+]

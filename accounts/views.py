@@ -1,0 +1,199 @@
+"""The accounts pages: sign-up, home, organizations, invites, apps and their settings.
+
+Thin views: they resolve what the URL names through ``accounts.selectors`` (another
+organization's object is a 404), check the role, validate a form and call ``accounts.services``.
+They never query across tenants themselves.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login, views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import selectors, services
+from .forms import AppForm, InviteForm, OrganizationForm, SignupForm
+from .models import Membership, Organization, User
+from .snippets import app_setup_snippets
+
+# The Django backend name login() needs when a user was not returned by authenticate().
+_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's view, with links built from BASE_URL rather than the request's Host header
+    (which a client chooses: a forged Host would otherwise put its own domain in the email)."""
+
+    email_template_name = "registration/password_reset_email.txt"
+    subject_template_name = "registration/password_reset_subject.txt"
+
+    def form_valid(self, form):
+        self.extra_email_context = {"base_url": settings.BASE_URL}
+        return super().form_valid(form)
+
+
+def _require_owner(user: User, organization: Organization) -> Membership:
+    membership = selectors.membership_for_member(user, organization)
+    if membership.role != Membership.Role.OWNER:
+        raise PermissionDenied("Only an owner of this organization can do that.")
+    return membership
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user, organization = services.user_signup(
+            email=form.cleaned_data["email"],
+            password=form.cleaned_data["password"],
+            organization_name=form.cleaned_data["organization_name"],
+        )
+        login(request, user, backend=_BACKEND)
+        messages.success(request, f"Welcome! Create your first app in {organization.name} to get its token.")
+        return redirect(organization)
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@require_http_methods(["GET"])
+def home(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return redirect("login")
+    organizations = list(selectors.organizations_for_member(request.user))
+    if len(organizations) == 1:
+        return redirect(organizations[0])
+    return render(request, "accounts/home.html", {"organizations": organizations, "form": OrganizationForm()})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def org_create(request: HttpRequest) -> HttpResponse:
+    form = OrganizationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        organization = services.organization_create(name=form.cleaned_data["name"], owner=request.user)
+        return redirect(organization)
+    return render(request, "accounts/org_create.html", {"form": form})
+
+
+def _org_page(request: HttpRequest, organization: Organization, invite_form: InviteForm | None = None) -> HttpResponse:
+    membership = selectors.membership_for_member(request.user, organization)
+    is_owner = membership.role == Membership.Role.OWNER
+    invites = []
+    if is_owner:
+        # Only owners see the pending links: a link is enough to join.
+        invites = [(invite, services.invite_url(invite=invite)) for invite in selectors.invites_pending(organization)]
+    return render(
+        request,
+        "accounts/org_detail.html",
+        {
+            "organization": organization,
+            "is_owner": is_owner,
+            "apps": selectors.apps_of_organization(organization),
+            "memberships": selectors.memberships_of_organization(organization),
+            "invites": invites,
+            "invite_form": invite_form or InviteForm(organization=organization),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET"])
+def org_detail(request: HttpRequest, org_id: str) -> HttpResponse:
+    organization = selectors.organization_for_member(request.user, org_id)
+    return _org_page(request, organization)
+
+
+@login_required
+@require_POST
+def invite_create(request: HttpRequest, org_id: str) -> HttpResponse:
+    organization = selectors.organization_for_member(request.user, org_id)
+    _require_owner(request.user, organization)
+    form = InviteForm(request.POST, organization=organization)
+    if not form.is_valid():
+        return _org_page(request, organization, invite_form=form)
+    invite = services.invite_create(organization=organization, email=form.cleaned_data["email"], invited_by=request.user)
+    messages.success(
+        request,
+        f"Invite sent to {invite.email}. If mail does not reach them, send them this link: "
+        f"{services.invite_url(invite=invite)}",
+    )
+    return redirect(organization)
+
+
+@require_http_methods(["GET", "POST"])
+def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
+    invite = selectors.invite_pending_for_token(token)
+    organization = invite.organization
+    if request.user.is_authenticated:
+        if request.method == "POST":
+            services.invite_accept(invite=invite, user=request.user)
+            messages.success(request, f"You joined {organization.name}.")
+            return redirect(organization)
+        already_member = Membership.objects.filter(organization=organization, user=request.user).exists()
+        return render(
+            request,
+            "accounts/invite_accept.html",
+            {"invite": invite, "organization": organization, "already_member": already_member},
+        )
+
+    form = SignupForm(request.POST or None, with_organization=False, initial={"email": invite.email})
+    if request.method == "POST" and form.is_valid():
+        user, _ = services.user_signup(
+            email=form.cleaned_data["email"],
+            password=form.cleaned_data["password"],
+            organization_name=None,
+        )
+        services.invite_accept(invite=invite, user=user)
+        login(request, user, backend=_BACKEND)
+        messages.success(request, f"Welcome! You joined {organization.name}.")
+        return redirect(organization)
+    return render(request, "accounts/invite_accept.html", {"invite": invite, "organization": organization, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def app_new(request: HttpRequest, org_id: str) -> HttpResponse:
+    organization = selectors.organization_for_member(request.user, org_id)
+    form = AppForm(request.POST or None, organization=organization)
+    if request.method == "POST" and form.is_valid():
+        app = services.app_create(organization=organization, name=form.cleaned_data["name"])
+        messages.success(request, f"{app.name} is ready. Set up an agent with the settings below.")
+        return redirect(app.get_settings_url())
+    return render(request, "accounts/app_new.html", {"organization": organization, "form": form})
+
+
+@login_required
+@require_http_methods(["GET"])
+def app_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
+    app = selectors.app_for_member(request.user, org_id, app_id)
+    membership = selectors.membership_for_member(request.user, app.organization)
+    return render(
+        request,
+        "accounts/app_settings.html",
+        {
+            "app": app,
+            "organization": app.organization,
+            "is_owner": membership.role == Membership.Role.OWNER,
+            "snippets": app_setup_snippets(app=app),
+            "server_url": settings.BASE_URL,
+        },
+    )
+
+
+@login_required
+@require_POST
+def app_token_rotate(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
+    app = selectors.app_for_member(request.user, org_id, app_id)
+    _require_owner(request.user, app.organization)
+    services.app_token_rotate(app=app)
+    messages.success(
+        request,
+        "New secret token created. Update your apps' settings: the old token stops working within a minute.",
+    )
+    return redirect(app.get_settings_url())

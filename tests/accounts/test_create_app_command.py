@@ -1,0 +1,87 @@
+"""``manage.py opbeat_create_app``: one JSON object on stdout, idempotent, no prompts."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import App, Membership, Organization, User
+from tests.factories import org_app_create, user_create
+
+from .conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("opbeat_create_app", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_creates_user_org_app_and_prints_one_json_object(client):
+    out, _ = _run("--email", "ops@example.com", "--password", "pw-for-ci", "--org", "Acme", "--app", "web")
+    assert out.count("\n") == 1
+    data = json.loads(out)
+    assert set(data) == {"organization_id", "app_id", "secret_token"}
+
+    app = App.objects.get()
+    assert data == {
+        "organization_id": app.organization.public_id,
+        "app_id": app.public_id,
+        "secret_token": app.secret_token,
+    }
+    user = User.objects.get()
+    assert Membership.objects.get(user=user).role == Membership.Role.OWNER
+    # The user can log in on the web with that password and reach the app.
+    assert client.login(username="ops@example.com", password="pw-for-ci")
+    assert client.get(f"/orgs/{data['organization_id']}/apps/{data['app_id']}/settings/").status_code == 200
+
+
+def test_rerun_is_idempotent(db):
+    first, _ = _run("--email", "ops@example.com", "--password", "pw-for-ci", "--org", "Acme", "--app", "web")
+    second, _ = _run("--email", "OPS@example.com", "--password", "pw-for-ci", "--org", "Acme", "--app", "web")
+    assert json.loads(first) == json.loads(second)
+    assert (User.objects.count(), Organization.objects.count(), App.objects.count()) == (1, 1, 1)
+
+    # A second app in the same organization.
+    third, _ = _run("--email", "ops@example.com", "--password", "pw-for-ci", "--org", "Acme", "--app", "worker")
+    assert json.loads(third)["organization_id"] == json.loads(first)["organization_id"]
+    assert json.loads(third)["app_id"] != json.loads(first)["app_id"]
+    assert App.objects.count() == 2
+
+
+def test_reuses_an_existing_user_org_and_app(db):
+    owner, organization, app = org_app_create(owner=user_create(email="dev@example.com"), org_name="Acme", app_name="web")
+    out, _ = _run("--email", "dev@example.com", "--password", PASSWORD, "--org", "Acme", "--app", "web")
+    assert json.loads(out) == {"organization_id": organization.public_id, "app_id": app.public_id, "secret_token": app.secret_token}
+
+
+def test_existing_user_with_wrong_password_is_refused(db):
+    user_create(email="dev@example.com")
+    with pytest.raises(CommandError, match="password does not match"):
+        _run("--email", "dev@example.com", "--password", "guess", "--org", "Acme", "--app", "web")
+    assert Organization.objects.count() == 0
+
+
+def test_does_not_reuse_an_organization_the_user_is_not_in(db):
+    _, theirs, _ = org_app_create(org_name="Acme", app_name="web")
+    out, _ = _run("--email", "new@example.com", "--password", "pw-for-ci", "--org", "Acme", "--app", "web")
+    assert json.loads(out)["organization_id"] != theirs.public_id
+    assert Organization.objects.filter(name="Acme").count() == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--email", "not-an-email", "--password", "pw", "--org", "Acme", "--app", "web"),
+        ("--email", "a@example.com", "--password", "pw", "--org", " ", "--app", "web"),
+    ],
+)
+def test_bad_arguments_are_errors(db, args):
+    with pytest.raises(CommandError):
+        _run(*args)
+    assert User.objects.count() == 0
