@@ -92,14 +92,14 @@ def issue_detail(
     issue = selectors.issue_for_app(app=app, issue_id=issue_id)
     if issue is None:
         raise Http404("No such issue")
-    if request.method not in ("GET", "HEAD"):
-        return HttpResponseNotAllowed(["GET"])
     if event_id is None:
         event = selectors.issue_latest_event(issue=issue)
     else:
         event = selectors.issue_event(issue=issue, event_id=event_id)
         if event is None:
             raise Http404("No such event")
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET"])
     previous_id, next_id = selectors.event_neighbours(event=event) if event else (None, None)
     chart_hours = hours_window(hours=24)
     chart = bar_chart_build(
