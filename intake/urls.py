@@ -1,3 +1,15 @@
-from django.urls import path
+from django.urls import re_path
 
-urlpatterns: list = []
+from . import views
+
+urlpatterns = [
+    # The trailing slash is optional: an agent configured without it must not get a redirect
+    # (clients do not replay a POST body across a 301).
+    re_path(
+        r"^organizations/(?P<organization_id>[0-9A-Za-z_-]{1,64})/apps/(?P<app_id>[0-9A-Za-z_-]{1,64})/errors/?$",
+        views.errors_create,
+        name="intake_errors",
+    ),
+    # Keep last: any other path under /api/v1/ answers JSON. Later endpoints go above it.
+    re_path(r"^(?P<rest>.*)$", views.api_not_found),
+]

@@ -1,0 +1,258 @@
+"""POST /api/v1/organizations/<org>/apps/<app>/errors/ as the original opbeat agent sends it:
+202 + Location and the envelope really in the broker; every bad input a 4xx with a JSON reason,
+counted by app and reason; the intake keeps serving after each; quotas; token rotation; the
+query budget of the hot path."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+
+import pytest
+from django.conf import settings
+
+from accounts.services import app_token_rotate
+from intake import queue as intake_queue
+from intake import rejections
+from intake.auth import app_credentials_cache_clear
+
+from .conftest import agent_bodies
+
+AGENT_BODIES = agent_bodies()
+GOOD = next(b for b in AGENT_BODIES if "django" in b.name)
+
+
+def error_json(response) -> str:
+    assert response["Content-Type"] == "application/json"
+    payload = json.loads(response.content)
+    assert isinstance(payload["error"], str) and payload["error"]
+    return payload["error"]
+
+
+def assert_still_serving(intake_app, client, broker):
+    response = intake_app.post(client, GOOD.body)
+    assert response.status_code == 202, response.content
+    assert [e["data"] for e in broker.envelopes()] == [GOOD.event]
+
+
+@pytest.mark.parametrize("captured", AGENT_BODIES, ids=lambda b: b.name)
+def test_captured_agent_body_is_accepted_and_queued(intake_app, client, broker, captured):
+    # The captured headers, as sent (only our ids and token differ).
+    headers = {k: v for k, v in captured.headers.items() if k != "Authorization"}
+    response = intake_app.post(client, captured.body, headers=headers)
+    assert response.status_code == 202, response.content
+    body = json.loads(response.content)
+    event_id = body["id"]
+    org, app = intake_app.organization.public_id, intake_app.app.public_id
+    expected = f"{settings.BASE_URL}/orgs/{org}/apps/{app}/events/{event_id}/"
+    assert response["Location"] == expected == body["location"]
+
+    [envelope] = broker.envelopes()
+    assert envelope["v"] == intake_queue.ENVELOPE_VERSION
+    assert envelope["kind"] == "error"
+    assert envelope["event_id"] == event_id and len(event_id) == 32
+    assert envelope["app_id"] == intake_app.app.pk
+    assert envelope["data"] == captured.event  # unknown fields (organization_id, app_id...) kept
+
+
+def test_location_points_at_the_dashboard_event_redirect(intake_app, client, broker):
+    from django.urls import reverse
+
+    response = intake_app.post(client, GOOD.body)
+    event_id = json.loads(response.content)["id"]
+    path = reverse(
+        "dashboards:event_redirect",
+        kwargs={"org_id": intake_app.organization.public_id, "app_id": intake_app.app.public_id, "event_id": event_id},
+    )
+    assert response["Location"] == settings.BASE_URL + path
+
+
+def test_gzip_and_plain_json_are_accepted(intake_app, client, broker):
+    raw = json.dumps(GOOD.event).encode()
+    assert intake_app.post(client, gzip.compress(raw), headers={"Content-Encoding": "gzip"}).status_code == 202
+    assert intake_app.post(client, raw, headers={"Content-Type": "application/json"}).status_code == 202
+    assert [e["data"] for e in broker.envelopes()] == [GOOD.event, GOOD.event]
+
+
+def test_url_without_trailing_slash_is_accepted_not_redirected(intake_app, client, broker):
+    response = client.generic(
+        "POST", intake_app.url.rstrip("/"), GOOD.body, HTTP_AUTHORIZATION=f"Bearer {intake_app.app.secret_token}"
+    )
+    assert response.status_code == 202
+
+
+def _bomb() -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [compressor.compress(b'{"message": "')]
+    block = b"a" * (1024 * 1024)
+    parts += [compressor.compress(block) for _ in range(256)]
+    return b"".join(parts) + compressor.compress(b'"}') + compressor.flush()
+
+
+TWO_MB_EVENT = json.dumps({"message": "m", "extra": {"blob": "x" * (2 * 1024 * 1024)}}).encode()
+BAD_BODIES = {
+    "empty body": (b"", 400, "empty body"),
+    "invalid JSON": (zlib.compress(b'{"message": "unterminated'), 400, "not valid JSON"),
+    "not an object": (zlib.compress(b"[1, 2]"), 400, "JSON object"),
+    "wrong types": (
+        zlib.compress(b'{"exception": {"type": "E"}, "stacktrace": {"frames": [{"lineno": "ten"}]}}'),
+        400,
+        "$.stacktrace.frames[0].lineno",
+    ),
+    "no message": (zlib.compress(b'{"level": "error"}'), 400, "at least one of"),
+    "2 MB event plain": (TWO_MB_EVENT, 413, "limit"),
+    "2 MB event compressed": (zlib.compress(TWO_MB_EVENT), 413, "limit"),
+    "gzip bomb": (_bomb(), 413, "limit"),
+    "deep nesting": (zlib.compress(b'{"message": "m", "extra": ' + b"[" * 500 + b"]" * 500 + b"}"), 400, "nested"),
+    "invalid UTF-8": (zlib.compress(b'{"message": "\xff\xfe"}'), 400, "UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_BODIES))
+def test_bad_body_gets_a_clear_4xx_and_the_intake_keeps_serving(intake_app, client, broker, name):
+    body, status, words = BAD_BODIES[name]
+    response = intake_app.post(client, body)
+    assert response.status_code == status
+    assert words in error_json(response)
+    assert broker.envelopes() == []
+    assert_still_serving(intake_app, client, broker)
+
+
+def test_wrong_token_is_403(intake_app, client, broker):
+    response = intake_app.post(client, GOOD.body, token="not-the-token")
+    assert response.status_code == 403
+    assert "wrong secret token" in error_json(response)
+    assert broker.envelopes() == []
+    assert_still_serving(intake_app, client, broker)
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Basic dXNlcjpwYXNz", "Bearer", "Bearer   "])
+def test_missing_or_malformed_authorization_is_401(intake_app, client, broker, authorization):
+    response = intake_app.post(client, GOOD.body, headers={"Authorization": authorization})
+    assert response.status_code == 401
+    assert "Authorization" in error_json(response)
+    assert_still_serving(intake_app, client, broker)
+
+
+def test_unknown_app_and_unknown_org_are_404(intake_app, client, broker):
+    org, app = intake_app.organization.public_id, intake_app.app.public_id
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {intake_app.app.secret_token}"}
+    for path in (
+        f"/api/v1/organizations/{org}/apps/0000000000000000/errors/",
+        f"/api/v1/organizations/0000000000000000/apps/{app}/errors/",
+    ):
+        response = client.generic("POST", path, GOOD.body, **auth)
+        assert response.status_code == 404
+        assert "no app" in error_json(response)
+    assert_still_serving(intake_app, client, broker)
+
+
+def test_another_orgs_token_does_not_open_this_app(intake_app, client, broker, db):
+    from tests.factories import org_app_create
+
+    _, _, other = org_app_create()
+    response = intake_app.post(client, GOOD.body, token=other.secret_token)
+    assert response.status_code == 403
+
+
+def test_other_api_paths_and_methods_answer_json(intake_app, client):
+    response = client.get(intake_app.url)
+    assert response.status_code == 405 and response["Allow"] == "POST"
+    error_json(response)
+    response = client.post("/api/v1/organizations/x/apps/y/nothing-here/", b"{}", content_type="application/json")
+    assert response.status_code == 404
+    error_json(response)
+
+
+def test_over_quota_is_429_with_retry_after(intake_app, client, broker):
+    intake_app.app.events_per_minute = 2
+    intake_app.app.save(update_fields=["events_per_minute"])
+    statuses, retry_after = [], None
+    # Five posts against a quota of two: at most one minute boundary can fall between them,
+    # so at least one is refused whatever the clock says.
+    for _ in range(5):
+        response = intake_app.post(client, GOOD.body)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            retry_after = int(response["Retry-After"])
+            assert "quota of 2 events per minute" in error_json(response)
+    assert statuses[:2] == [202, 202]
+    assert 429 in statuses
+    assert 1 <= retry_after <= 60
+    assert len(broker.envelopes()) == statuses.count(202)
+
+
+def test_rotated_token_stops_working_once_the_cache_expires(intake_app, client, broker, settings):
+    old = intake_app.app.secret_token
+    assert intake_app.post(client, GOOD.body).status_code == 202
+    app_token_rotate(app=intake_app.app)
+    # Within the cache TTL (30 s by default) the process still knows the old token...
+    assert intake_app.post(client, GOOD.body, token=old).status_code == 202
+    # ...and once it has expired (TTL 0 here) only the new one works.
+    settings.OPBEAT_LIMITS = {**settings.OPBEAT_LIMITS, "token_cache_seconds": 0}
+    app_credentials_cache_clear()
+    assert intake_app.post(client, GOOD.body, token=old).status_code == 403
+    assert intake_app.post(client, GOOD.body, token=intake_app.app.secret_token).status_code == 202
+
+
+def test_query_budget_cold_one_warm_zero(intake_app, client, broker, django_assert_max_num_queries):
+    with django_assert_max_num_queries(1):
+        assert intake_app.post(client, GOOD.body).status_code == 202
+    with django_assert_max_num_queries(0):
+        assert intake_app.post(client, GOOD.body).status_code == 202
+        assert intake_app.post(client, GOOD.body, token="wrong").status_code == 403
+
+
+def test_rejections_reach_the_worker_queue_counted_by_app_and_reason(intake_app, client, broker):
+    intake_app.post(client, GOOD.body, token="wrong")
+    intake_app.post(client, GOOD.body, token="wrong")
+    intake_app.post(client, b"")
+    intake_app.post(client, BAD_BODIES["gzip bomb"][0])
+    rejections.rejections_flush()
+    totals: dict[str, int] = {}
+    # The background flusher may have shipped some already: read everything that was published.
+    for headers, args in broker.messages(intake_queue.DEFAULT_QUEUE):
+        assert headers["task"] == intake_queue.REJECTIONS_TASK
+        for row in args[0]:
+            assert set(row) == {"app_id", "reason", "hour", "count"} and row["hour"] % 3600 == 0
+            if row["app_id"] == intake_app.app.pk:
+                totals[row["reason"]] = totals.get(row["reason"], 0) + row["count"]
+    assert totals == {"forbidden": 2, "invalid": 1, "too_large": 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_down_seen_app_still_accepted_unseen_app_503(client, broker):
+    """PostgreSQL unreachable (the connection points at a closed port): apps seen before keep
+    getting 202 from the second-tier cache; an app never seen gets 503 with a JSON reason."""
+    from django.db import connection
+
+    from tests.factories import org_app_create
+
+    from .conftest import IntakeApp
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (the in-memory SQLite test database cannot be taken away)")
+    _, organization, app = org_app_create()
+    seen = IntakeApp(app=app, organization=organization)
+    _, organization2, app2 = org_app_create()
+    unseen = IntakeApp(app=app2, organization=organization2)
+    assert seen.post(client, GOOD.body).status_code == 202
+    broker.envelopes()
+
+    app_credentials_cache_clear()  # as if the process cache had expired
+    saved_port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = "1"
+    try:
+        response = seen.post(client, GOOD.body)
+        assert response.status_code == 202, response.content
+        assert [e["app_id"] for e in broker.envelopes()] == [app.pk]
+        response = unseen.post(client, GOOD.body)
+        assert response.status_code == 503
+        assert "database is unavailable" in error_json(response)
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = saved_port
+    app_credentials_cache_clear()
+    assert unseen.post(client, GOOD.body).status_code == 202
