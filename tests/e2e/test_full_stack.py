@@ -1,0 +1,195 @@
+"""From sign-up to a grouped stack trace, through the real stack.
+
+Production shape: gunicorn serving ``opbeat_server.wsgi`` and a Celery worker, on the real
+PostgreSQL, RabbitMQ and Redis, driven by a headless Chromium that signs up and creates an app
+through the UI; the original opbeat module's captured bodies are posted to the intake and their
+``Location`` opened in the browser. Embedded shape: the same flow, without a browser, against
+``manage.py opbeat_run`` on SQLite and the filesystem queue.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from . import stack
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct horse battery staple 42"
+
+
+def _location_check(location: str, *, base_url: str, organization_id: str, app_id: str, **_credentials) -> None:
+    assert re.fullmatch(
+        rf"{re.escape(base_url)}/orgs/{organization_id}/apps/{app_id}/events/[0-9a-f-]{{32,36}}/", location
+    ), location
+
+
+def test_signup_in_browser_then_opbeat_bodies_show_as_grouped_issues(
+    chromium: str, e2e_database_url: str, e2e_broker_url: str, redis_url: str, var_dir: Path, log_dir: Path
+):
+    from playwright.sync_api import sync_playwright
+
+    port = stack.port_free()
+    base_url = f"http://127.0.0.1:{port}"
+    env = stack.child_env(
+        var_dir, DATABASE_URL=e2e_database_url, BROKER_URL=e2e_broker_url, REDIS_URL=redis_url, BASE_URL=base_url
+    )
+    stack.manage("migrate", "--noinput", env=env)
+    stack.manage("collectstatic", "--noinput", env=env)
+    web = stack.gunicorn_start(port=port, env=env, log_dir=log_dir)
+    worker = stack.worker_start(env=env, log_dir=log_dir)
+    processes = [web, worker]
+
+    def logs() -> str:
+        return "\n".join(p.log_tail() for p in processes)
+
+    try:
+        stack.wait_until(lambda: stack.port_listening(port), timeout=stack.START_TIMEOUT, what="gunicorn", on_timeout=logs)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=stack.CHROMIUM_ARGS, headless=True)
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+
+            # Sign up through the UI: the sign-up creates the organization and lands on it.
+            page.goto(f"{base_url}/signup/")
+            page.fill('input[name="email"]', f"e2e-{uuid.uuid4().hex[:8]}@example.com")
+            page.fill('input[name="password"]', PASSWORD)
+            page.fill('input[name="organization_name"]', "Acme <E2E>")
+            page.get_by_role("button", name="Sign up").click()
+            page.wait_for_url(re.compile(r"/orgs/[0-9a-f]{16}/$"))
+            assert "Acme <E2E>" in page.inner_text("body")
+
+            # Create an app through the UI and read its credentials off the settings page.
+            page.get_by_role("link", name="New app").first.click()
+            page.fill('input[name="name"]', "shop")
+            page.get_by_role("button", name="Create app").click()
+            page.wait_for_url(re.compile(r"/orgs/[0-9a-f]{16}/apps/[0-9a-f]{16}/settings/$"))
+            credentials = {
+                "organization_id": page.inner_text("#organization-id").strip(),
+                "app_id": page.inner_text("#app-id").strip(),
+                "secret_token": page.inner_text("#secret-token").strip(),
+            }
+            assert f"/orgs/{credentials['organization_id']}/apps/{credentials['app_id']}/settings/" in page.url
+            assert len(credentials["secret_token"]) >= 20
+
+            # The agent's bodies, byte for byte, with its headers; one of them twice.
+            captured = stack.captured_errors()
+            posts = [*captured, captured[0]]
+            locations = []
+            for error in posts:
+                response = stack.captured_error_post(base_url, error, **credentials)
+                assert response.status_code == 202, f"{error.name}: {response.status_code} {response.text}"
+                location = response.headers["Location"]
+                _location_check(location, base_url=base_url, **credentials)
+                locations.append(location)
+            assert len(set(locations)) == len(posts)
+
+            # Each Location shows its event on its issue, once the worker has digested it.
+            issue_of = []
+            for error, location in zip(posts, locations):
+                page.goto(location)
+
+                def on_issue_page() -> re.Match | None:
+                    match = stack.ISSUE_EVENT_PATH.search(page.url.split("?")[0])
+                    if match is None:
+                        page.wait_for_timeout(1000)
+                        page.goto(location)
+                    return match
+
+                match = stack.wait_until(
+                    on_issue_page, timeout=stack.DIGEST_TIMEOUT, what=f"{error.name} on its issue page", on_timeout=logs
+                )
+                issue_of.append(int(match.group(1)))
+                visible = page.inner_text("body")
+                whole = page.text_content("body") or ""
+                headline = error.expected_texts()[:2] if error.decoded.get("exception") else error.expected_texts()
+                for text in headline:
+                    assert text in visible, f"{error.name}: {text!r} is not shown on {page.url}"
+                for text in error.expected_texts():
+                    # Frames may be folded (<details>), so the stack trace is checked in the whole page.
+                    assert text in whole, f"{error.name}: {text!r} is not on {page.url}"
+
+            # Grouping: the same body twice is one issue; a KeyError and a ZeroDivisionError are two.
+            assert issue_of[0] == issue_of[-1]
+            kinds = {e.decoded.get("exception", {}).get("type"): i for e, i in zip(posts, issue_of)}
+            assert kinds["KeyError"] != kinds["ZeroDivisionError"]
+
+            page.goto(f"{base_url}/orgs/{credentials['organization_id']}/apps/{credentials['app_id']}/")
+            issue_list = page.inner_text("body")
+            assert "ZeroDivisionError" in issue_list and "KeyError" in issue_list
+            browser.close()
+        for process in processes:
+            process.assert_running()
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def test_embedded_opbeat_run_from_signup_to_stack_trace(var_dir: Path, log_dir: Path):
+    port = stack.port_free()
+    base_url = f"http://127.0.0.1:{port}"
+    runner = stack.Process.start(
+        "opbeat_run",
+        [sys.executable, "manage.py", "opbeat_run", "--port", str(port), "--workers", "1"],
+        env=stack.child_env(var_dir),
+        log_dir=log_dir,
+    )
+    try:
+        banner = f"Opbeat Server is running at {base_url}/"
+
+        def started() -> bool:
+            runner.assert_running()
+            return banner in runner.log_path.read_text(errors="replace")
+
+        stack.wait_until(started, timeout=stack.START_TIMEOUT, what="opbeat_run's banner", on_timeout=runner.log_tail)
+        # Embedded means SQLite and the on-disk queue under var/: no server was configured.
+        assert (var_dir / "opbeat.sqlite3").exists()
+        assert (var_dir / "queue").is_dir()
+
+        session = requests.Session()
+        signed_up = stack.form_post(
+            session,
+            f"{base_url}/signup/",
+            {"email": "embedded@example.com", "password": PASSWORD, "organization_name": "Embedded"},
+        )
+        assert signed_up.status_code == 200
+        org_match = re.search(r"/orgs/([0-9a-f]{16})/$", signed_up.url)
+        assert org_match, f"sign-up did not land on the organization: {signed_up.url}"
+        created = stack.form_post(session, f"{base_url}/orgs/{org_match.group(1)}/apps/new/", {"name": "shop"})
+        assert created.status_code == 200 and created.url.endswith("/settings/"), created.url
+        credentials = stack.credentials_read(created.text)
+
+        for error in stack.captured_errors():
+            response = stack.captured_error_post(base_url, error, **credentials)
+            assert response.status_code == 202, f"{error.name}: {response.status_code} {response.text}"
+            location = response.headers["Location"]
+            _location_check(location, base_url=base_url, **credentials)
+
+            def digested() -> requests.Response | None:
+                runner.assert_running()
+                page = session.get(location, timeout=30)
+                return page if stack.ISSUE_EVENT_PATH.search(page.url) else None
+
+            page = stack.wait_until(
+                digested, timeout=stack.DIGEST_TIMEOUT, what=f"{error.name} on its issue page", on_timeout=runner.log_tail
+            )
+            text = stack.page_text(page.text)
+            for expected in error.expected_texts():
+                assert expected in text, f"{error.name}: {expected!r} is not on {page.url}"
+
+        # SIGTERM stops the runner cleanly, and it takes its children with it.
+        children = stack.process_children(runner.popen.pid)
+        assert len(children) == 2, children
+        runner.popen.terminate()
+        assert runner.popen.wait(timeout=60) == 0, runner.log_tail()
+        assert not [pid for pid in children if stack.process_alive(pid)]
+        assert not stack.port_listening(port)
+        assert "Opbeat Server stopped." in runner.log_path.read_text()
+    finally:
+        runner.stop()
