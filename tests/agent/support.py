@@ -97,6 +97,10 @@ class IntakeDouble:
         with self._arrived:
             return self._arrived.wait_for(lambda: len(self.received) >= n, timeout)
 
+    def wait_for_in_flight(self, n: int, timeout: float = 10.0) -> bool:
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self.in_flight >= n, timeout)
+
     # --- serving ------------------------------------------------------------------------------
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
@@ -108,12 +112,17 @@ class IntakeDouble:
         elif raw[:1] == b"x":  # the original agent's bare zlib
             raw = zlib.decompress(raw)
         body = json.loads(raw)
-        with self._lock:
+        with self._arrived:
             answer = self.script.pop(0) if self.script else Answer()
             self.in_flight += 1
+            self._arrived.notify_all()
         try:
             if answer.hold:
                 self._released.wait(5.0)
+            # Recorded before the answer goes out: once the agent has its answer, the test sees it.
+            with self._arrived:
+                self.received.append(Received(handler.path, headers, body, answer.status, arrived))
+                self._arrived.notify_all()
             payload = b'{"status": "ok"}' if answer.status == 202 else b'{"error": "scripted"}'
             handler.send_response(answer.status)
             if answer.status == 202:
@@ -127,5 +136,4 @@ class IntakeDouble:
         finally:
             with self._arrived:
                 self.in_flight -= 1
-                self.received.append(Received(handler.path, headers, body, answer.status, arrived))
                 self._arrived.notify_all()
