@@ -1,0 +1,75 @@
+"""``manage.py opbeat_run`` keeps its processes together: if one dies, the whole service stops and
+the command exits non-zero, so a supervisor (systemd, a container runtime) restarts it whole."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import stack
+
+pytestmark = pytest.mark.e2e
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_a_dead_worker_stops_the_runner_with_a_non_zero_exit(var_dir: Path, log_dir: Path):
+    port = stack.port_free()
+    runner = stack.Process.start(
+        "opbeat_run",
+        [sys.executable, "manage.py", "opbeat_run", "--port", str(port), "--workers", "1"],
+        env=stack.child_env(var_dir),
+        log_dir=log_dir,
+    )
+    try:
+
+        def started() -> bool:
+            runner.assert_running()
+            return "Opbeat Server is running at" in runner.log_path.read_text(errors="replace")
+
+        stack.wait_until(started, timeout=stack.START_TIMEOUT, what="opbeat_run's banner", on_timeout=runner.log_tail)
+        children = stack.process_children(runner.popen.pid)
+        workers = [pid for pid in children if " celery " in f" {_cmdline(pid)} " or "-m celery" in _cmdline(pid)]
+        assert len(workers) == 1, [_cmdline(pid) for pid in children]
+
+        os.kill(workers[0], signal.SIGKILL)
+
+        assert runner.popen.wait(timeout=60) != 0
+        log = runner.log_path.read_text(errors="replace")
+        assert "The celery worker exited with code" in log
+        # The web server went down with it: no intake keeps accepting events nobody digests.
+        assert not [pid for pid in children if stack.process_alive(pid)]
+        assert not stack.port_listening(port)
+    finally:
+        runner.stop()
+
+
+def test_a_busy_port_is_refused_before_anything_starts(var_dir: Path, log_dir: Path):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        runner = stack.Process.start(
+            "opbeat_run",
+            [sys.executable, "manage.py", "opbeat_run", "--port", str(port)],
+            env=stack.child_env(var_dir),
+            log_dir=log_dir,
+        )
+        try:
+            assert runner.popen.wait(timeout=60) != 0
+        finally:
+            runner.stop()
+    assert f"127.0.0.1:{port} is already in use" in runner.log_path.read_text(errors="replace")
+    # It refused before migrating: nothing was created under var/.
+    assert not (var_dir / "opbeat.sqlite3").exists()
