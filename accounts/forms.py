@@ -17,6 +17,11 @@ EMAIL_MAX_LENGTH = 150
 
 
 class EmailAuthenticationForm(AuthenticationForm):
+    # Django's message says both fields may be case-sensitive; here the email is not.
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That email and password do not match an account (the password is case-sensitive).",
+    }
     username = forms.EmailField(
         label="Email",
         max_length=EMAIL_MAX_LENGTH,

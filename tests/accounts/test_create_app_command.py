@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -85,3 +89,26 @@ def test_bad_arguments_are_errors(db, args):
     with pytest.raises(CommandError):
         _run(*args)
     assert User.objects.count() == 0
+
+
+def test_real_process_prints_only_the_json(tmp_path):
+    """As a container entrypoint runs it: a fresh embedded install, migrate, then the command twice.
+    stdout must hold the JSON object and nothing else (no warnings, no log lines)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL", "REDIS_URL"}}
+    env["OPBEAT_VAR_DIR"] = str(tmp_path)
+    manage = [sys.executable, str(root / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=root, env=env, check=True, capture_output=True, timeout=300)
+    args = ["opbeat_create_app", "--email", "ops@example.com", "--password", "pw-for-ci", "--org", "Acme", "--app", "web"]
+    runs = [subprocess.run([*manage, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.endswith("\n") and run.stdout.count("\n") == 1
+    first, second = (json.loads(run.stdout) for run in runs)
+    assert first == second
+    assert len(first["organization_id"]) == 16 and len(first["app_id"]) == 16
+
+    wrong = subprocess.run([*manage, *args[:4], "nope", *args[5:]], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert wrong.returncode != 0
+    assert wrong.stdout == ""
+    assert "password does not match" in wrong.stderr
