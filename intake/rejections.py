@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -110,3 +111,6 @@ def _at_exit() -> None:
 
 os.register_at_fork(after_in_child=_after_fork)
 atexit.register(_at_exit)
+# Workers started by multiprocessing (granian's) leave through os._exit, which skips atexit but
+# runs multiprocessing's own finalizers first.
+multiprocessing.util.Finalize(None, _at_exit, exitpriority=10)
