@@ -10,10 +10,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ....client import Client
-from ....config import config_build
-from ....transport import HTTPTransport
-from ..setup import MIDDLEWARE_PATH, _MIDDLEWARE_PATHS
+from opbeat_agent.client import Client
+from opbeat_agent.config import config_build
+from opbeat_agent.transport import HTTPTransport
+from opbeat_agent.integrations.django.setup import MIDDLEWARE_PATH, _MIDDLEWARE_PATHS
 
 
 def settings_problems() -> list:

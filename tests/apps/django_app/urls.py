@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.index),
+    path("error", views.error),
+    path("checkout", views.checkout),
+    path("api/orders", views.orders),
+    path("broken-template", views.broken_template),
+    path("message/<int:order_id>/", views.message),
+]

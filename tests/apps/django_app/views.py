@@ -1,0 +1,38 @@
+import json
+
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+
+import opbeat_agent
+
+
+def index(request):
+    return HttpResponse("ok")
+
+
+def error(request):
+    divisor = 0
+    secret_password = "hunter2"  # noqa: F841 - to see local-variable capture and scrubbing
+    return HttpResponse(str(1 / divisor))
+
+
+@csrf_exempt
+def checkout(request):
+    quantity = int(request.POST["qty"])
+    raise RuntimeError(f"card declined for {quantity} items")
+
+
+@csrf_exempt
+def orders(request):
+    payload = json.loads(request.body)
+    raise KeyError(payload["missing"])
+
+
+def broken_template(request):
+    return render(request, "broken.html", {"order": {"id": 7}})
+
+
+def message(request, order_id):
+    opbeat_agent.capture_message("Refund %s needs review", (order_id,), level="warning")
+    return HttpResponse("noted")

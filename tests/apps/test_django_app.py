@@ -1,0 +1,143 @@
+"""The example Django project (tests/apps/django_app) with the agent installed, driven by Django's
+test client in its own process; the events the agent recorded come back as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.agent.support import IntakeDouble
+
+pytest.importorskip("django")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def run():
+    intake = IntakeDouble().start()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OPBEAT_")},
+        "DJANGO_SETTINGS_MODULE": "tests.apps.django_app.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "agent"), str(ROOT)]),
+        "EXAMPLE_INTAKE_URL": intake.url,
+    }
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.apps.django_app.drive"], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        results = json.loads(result.stdout)
+        results["_intake"] = intake.accepted()
+        results["_intake_url"] = intake.url
+        yield results
+    finally:
+        intake.stop()
+
+
+def only_event(scenario: dict) -> dict:
+    assert scenario["status"] in (200, 500)
+    [event] = scenario["events"]
+    return event
+
+
+def test_the_app_inserts_its_middleware_first(run):
+    assert run["middleware"][0] == "opbeat_agent.integrations.django.OpbeatMiddleware"
+    assert run["middleware"].count("opbeat_agent.integrations.django.OpbeatMiddleware") == 1
+
+
+def test_a_healthy_request_sends_nothing(run):
+    assert run["index"] == {"status": 200, "events": []}
+
+
+def test_an_unhandled_error_arrives_once_with_the_request(run):
+    assert run["error"]["status"] == 500
+    # Sent once, though both got_request_exception and the django.request log handler saw it.
+    event = only_event(run["error"])
+    assert event["exception"] == {"type": "ZeroDivisionError", "value": "division by zero", "module": "builtins"}
+    assert event["culprit"] == "tests.apps.django_app.views.error"
+    assert (event["release"], event["environment"]) == ("2026.11.1", "test")
+    http = event["http"]
+    assert http["method"] == "GET"
+    assert http["url"] == "http://testserver/error?foo=bar&password=********"
+    assert http["query_string"] == "foo=bar&password=********"
+    assert http["headers"]["X-Request-Id"] == "r-1"
+    assert http["headers"]["Cookie"] == "********"
+    assert http["cookies"] == {"sessionid": "********", "theme": "dark"}
+    assert http["env"] == {"REMOTE_ADDR": "127.0.0.1", "SERVER_NAME": "testserver", "SERVER_PORT": "80"}
+    frame = event["stacktrace"]["frames"][-1]
+    assert frame["context_line"] == "    return HttpResponse(str(1 / divisor))"
+    assert frame["in_app"] is True
+    assert frame["vars"]["secret_password"] == "********" and frame["vars"]["divisor"] == 0
+    assert all(not f["in_app"] for f in event["stacktrace"]["frames"] if f["module"].startswith("django."))
+
+
+def test_form_bodies_are_captured_and_scrubbed(run):
+    event = only_event(run["checkout"])
+    assert event["http"]["method"] == "POST"
+    assert event["http"]["data"] == {"qty": "2", "card_number": "********", "password": "********", "note": "********"}
+
+
+def test_json_bodies_are_captured_and_scrubbed(run):
+    event = only_event(run["orders"])
+    assert event["http"]["data"] == {"missing": "sku-9", "token": "********"}
+    assert event["stacktrace"]["frames"][-1]["vars"]["payload"] == {"missing": "sku-9", "token": "********"}
+
+
+def test_a_template_error_says_which_template_line(run):
+    event = only_event(run["broken_template"])
+    assert event["exception"]["type"] == "NoReverseMatch"
+    template = event["template"]
+    assert template["filename"].endswith("django_app/templates/broken.html")
+    assert template["lineno"] == 3
+    assert template["context_line"] == '<p>{% url "no-such-view" order.id %}</p>'
+    assert template["pre_context"] == ["<h1>Order</h1>", "<p>Order {{ order.id }}</p>"]
+
+
+def test_capture_message_in_a_view_carries_the_request(run):
+    event = only_event(run["message"])
+    assert run["message"]["status"] == 200
+    assert event["param_message"] == {"message": "Refund %s needs review", "params": [42]}
+    assert event["level"] == "warning"
+    assert event["http"]["url"] == "http://testserver/message/42/"
+
+
+def test_404_and_disallowed_host_are_not_errors(run):
+    assert run["not_found"] == {"status": 404, "events": []}
+    assert run["disallowed_host"] == {"status": 400, "events": []}
+
+
+def test_the_logged_in_user_is_reported(run):
+    event = only_event(run["logged_in"])
+    assert event["user"] == {
+        "id": run["logged_in"]["user_pk"],
+        "username": "alice",
+        "email": "alice@example.org",
+        "is_authenticated": True,
+    }
+    assert only_event(run["error"])["user"] == {"is_authenticated": False}
+
+
+def test_manage_py_opbeat_check(run):
+    assert run["check_ok"] == {"ok": True, "output": "opbeat_agent: settings OK\n"}
+    bad = run["check_bad"]
+    assert bad["ok"] is False
+    assert bad["output"].splitlines() == [
+        "secret_token is not set (OPBEAT_SECRET_TOKEN or SECRET_TOKEN in the settings)",
+        "servers: 'intake.example.com' is not an http:// or https:// URL",
+        "MIDDLEWARE: opbeat_agent.integrations.django.OpbeatMiddleware is at position 4; "
+        "put it first so it sees the whole request",
+    ]
+
+
+def test_manage_py_opbeat_test_prints_the_location(run):
+    assert run["test_command"]["ok"] is True, run["test_command"]
+    [sent] = run["_intake"]
+    assert sent["exception"]["value"] == "This is a test error sent by manage.py opbeat test"
+    assert run["test_command"]["output"].strip() == f"Test error sent: {run['_intake_url']}/events/{sent['client_supplied_id']}/"
