@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from processing.grouping import frame_is_in_app
+
 # How much of one value the page shows; the event itself keeps all of it.
 VALUE_MAX_CHARS = 4000
 
@@ -88,18 +90,14 @@ class ExceptionInfo:
     value: str
     module: str
     frames: list[Frame] = field(default_factory=list)
+    # For a chained cause: "cause" (raise ... from it) or "context" (raised while handling it).
+    reason: str = ""
 
 
 def frame_in_app(frame: dict) -> bool:
-    """The agent's word if it gave one (``in_app``, or ``library_frame`` from newer agents); else a
-    path under site-packages or dist-packages is library code. The original opbeat agent sent
-    neither flag, so the path rule is what decides for its events (the grouping uses the same)."""
-    if isinstance(frame.get("in_app"), bool):
-        return frame["in_app"]
-    if isinstance(frame.get("library_frame"), bool):
-        return not frame["library_frame"]
-    path = f"{frame.get('abs_path') or ''} {frame.get('filename') or ''}"
-    return "site-packages" not in path and "dist-packages" not in path
+    """The same rule the worker groups by (the agent's ``in_app`` or ``library_frame``, else the
+    path), so the frames the page expands are the ones the grouping reason names."""
+    return frame_is_in_app(frame)
 
 
 def frame_build(raw: Any) -> Frame:
@@ -144,6 +142,7 @@ def exception_build(raw: Any, stacktrace: Any = None) -> ExceptionInfo:
         value=value_text(exc.get("value") or "") if exc.get("value") is not None else "",
         module=value_text(exc.get("module") or ""),
         frames=frames_build(stacktrace if stacktrace is not None else exc.get("stacktrace")),
+        reason=exc.get("reason") if exc.get("reason") in ("cause", "context") else "",
     )
 
 

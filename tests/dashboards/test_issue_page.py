@@ -58,7 +58,7 @@ def test_shows_user_tags_release_environment_extra_and_chained_causes(member):
         extra={"order_id": 42},
     )
     data["exception"]["chain"] = [
-        {"type": "KeyError", "value": "'price'", "module": "builtins",
+        {"type": "KeyError", "value": "'price'", "module": "builtins", "reason": "cause",
          "stacktrace": {"frames": [{"filename": "shop/prices.py", "function": "lookup", "lineno": 9,
                                     "context_line": "    return table[key]", "in_app": True}]}},
     ]
@@ -75,6 +75,7 @@ def test_shows_user_tags_release_environment_extra_and_chained_causes(member):
     # The cause is printed first, like Python does, then the exception that was raised.
     assert html.index("<strong>KeyError</strong>: &#x27;price&#x27;") < html.index("<strong>ZeroDivisionError</strong>: division by zero")
     assert '<span class="filename">shop/prices.py</span>' in html
+    assert "The above exception was the direct cause of the following exception:" in html
 
 
 def test_a_log_message_without_stack_trace(member):
