@@ -89,13 +89,15 @@ def error_response(exc: Exception, *, app_pk: int | None) -> HttpResponse:
         status, reason, message = exc.status, exc.reason, exc.message
     elif isinstance(exc, QueueUnavailable):
         status, reason, message = 503, "queue_unavailable", "the event queue is unreachable; retry later"
-        headers["Retry-After"] = "30"
         logger.warning("intake: queue unavailable: %s", exc)
     else:
         # A bug of ours: the agent still gets JSON and a status it treats as a failure, and we
         # get the traceback in the log.
         logger.exception("intake: unexpected error")
         status, reason, message = 500, "internal_error", "internal error while taking the event"
+    if status == 503:
+        # Both causes (broker, database) are outages that usually pass within seconds.
+        headers.setdefault("Retry-After", "30")
     if app_pk is not None:
         rejection_count(app_pk=app_pk, reason=reason)
     response = json_response({"error": message}, status=status)

@@ -161,8 +161,8 @@ def body_read(*, stream: BinaryIO, content_length: int | None, max_bytes: int) -
 
 def _is_zlib(body: bytes) -> bool:
     # RFC 1950 header: compression method 8 (deflate) and a check value making CMF*256+FLG a
-    # multiple of 31. JSON cannot start with these bytes ("x" is not a JSON value), so this
-    # never mistakes a plain body for a compressed one.
+    # multiple of 31. No JSON object or array starts like this (only a bare number such as "80"
+    # could, and that is refused either way), so an event is never mistaken for compressed data.
     return len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
 
 

@@ -250,6 +250,7 @@ def test_database_down_seen_app_still_accepted_unseen_app_503(client, broker):
         assert [e["app_id"] for e in broker.envelopes()] == [app.pk]
         response = unseen.post(client, GOOD.body)
         assert response.status_code == 503
+        assert response["Retry-After"] == "30"
         assert "database is unavailable" in error_json(response)
     finally:
         connection.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.protocols.opbeat import ProtocolError, body_decompress, body_read, error_parse
+from intake.protocols.opbeat import ProtocolError, body_read, error_parse, headers_content_encoding
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "opbeat"
 ERROR_FIXTURES = sorted(FIXTURES.glob("*_POST_errors.zlib"))
@@ -46,7 +46,7 @@ def test_there_are_error_fixtures():
 def test_captured_agent_body_parses_to_the_sent_event(path: Path):
     headers = json.loads(path.with_suffix(".headers.json").read_text())["headers"]
     assert "Content-Encoding" not in headers  # the original agent relies on magic-byte detection
-    event = parse(path.read_bytes(), headers.get("Content-Encoding", ""))
+    event = parse(path.read_bytes(), headers_content_encoding(headers))
     assert event == json.loads(path.with_suffix(".json").read_text())
 
 
@@ -132,6 +132,11 @@ def test_gzip_bomb_is_refused_without_inflating_it():
     assert (error.status, error.reason) == (413, "too_large")
     # Inflating it would have allocated a gigabyte; streaming stops at the 1 MB cap.
     assert peak < 8 * 1024 * 1024
+
+
+def test_content_encoding_header_lookup_ignores_case():
+    assert headers_content_encoding({"content-ENCODING": "gzip"}) == "gzip"
+    assert headers_content_encoding({"Content-Type": "application/json"}) == ""
 
 
 def test_unsupported_content_encoding_is_415():
