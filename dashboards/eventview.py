@@ -167,6 +167,13 @@ class EventView:
     extra: list[tuple[str, str]]
     param_message: str
 
+    @property
+    def exception_line(self) -> str:
+        """``Type: value``, as agents write the message of an exception event (then not repeated)."""
+        if self.exception is None:
+            return ""
+        return f"{self.exception.type}: {self.exception.value}" if self.exception.value else self.exception.type
+
 
 def request_build(http: Any) -> dict[str, Any]:
     http = _as_dict(http)

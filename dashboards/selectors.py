@@ -27,6 +27,7 @@ ISSUE_SORTS = {
     "first_seen": ("-first_seen", "-id"),
     "count": ("-event_count", "-id"),
 }
+ISSUE_SORT_LABELS = {"last_seen": "Last seen", "first_seen": "First seen", "count": "Events"}
 ISSUE_STATUSES = [choice for choice, _label in Issue.Status.choices]
 ISSUES_PER_PAGE = 25
 SEARCH_MAX_CHARS = 200

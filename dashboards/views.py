@@ -74,7 +74,7 @@ def issue_list(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
             "chart_range": chart_range,
             "range_links": [(name, list_url(range=name, page=query.page)) for name in CHART_RANGES],
             "status_links": [(status, list_url(status=status)) for status in selectors.ISSUE_STATUSES],
-            "sort_links": [(sort, list_url(sort=sort)) for sort in selectors.ISSUE_SORTS],
+            "sort_links": [(sort, selectors.ISSUE_SORT_LABELS[sort], list_url(sort=sort)) for sort in selectors.ISSUE_SORTS],
             "previous_url": list_url(page=page.previous_page_number()) if page.has_previous() else "",
             "next_url": list_url(page=page.next_page_number()) if page.has_next() else "",
             "exception_types": selectors.app_exception_types(app=app),
