@@ -12,9 +12,9 @@ from django.contrib import messages
 from django.contrib.auth import login, views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from . import selectors, services
 from .forms import AppForm, InviteForm, OrganizationForm, SignupForm
@@ -35,6 +35,14 @@ class PasswordResetView(auth_views.PasswordResetView):
     def form_valid(self, form):
         self.extra_email_context = {"base_url": settings.BASE_URL}
         return super().form_valid(form)
+
+
+def _method_not_allowed(request: HttpRequest, *allowed: str) -> HttpResponseNotAllowed | None:
+    """Checked after the tenancy lookup, not by a decorator before it: another organization's URL
+    is a 404 whatever the method, so a 405 never tells an outsider that an id exists."""
+    if request.method in allowed:
+        return None
+    return HttpResponseNotAllowed(allowed)
 
 
 def _require_owner(user: User, organization: Organization) -> Membership:
@@ -103,16 +111,18 @@ def _org_page(request: HttpRequest, organization: Organization, invite_form: Inv
 
 
 @login_required
-@require_http_methods(["GET"])
 def org_detail(request: HttpRequest, org_id: str) -> HttpResponse:
     organization = selectors.organization_for_member(request.user, org_id)
+    if not_allowed := _method_not_allowed(request, "GET", "HEAD"):
+        return not_allowed
     return _org_page(request, organization)
 
 
 @login_required
-@require_POST
 def invite_create(request: HttpRequest, org_id: str) -> HttpResponse:
     organization = selectors.organization_for_member(request.user, org_id)
+    if not_allowed := _method_not_allowed(request, "POST"):
+        return not_allowed
     _require_owner(request.user, organization)
     form = InviteForm(request.POST, organization=organization)
     if not form.is_valid():
@@ -157,9 +167,10 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
 def app_new(request: HttpRequest, org_id: str) -> HttpResponse:
     organization = selectors.organization_for_member(request.user, org_id)
+    if not_allowed := _method_not_allowed(request, "GET", "HEAD", "POST"):
+        return not_allowed
     form = AppForm(request.POST or None, organization=organization)
     if request.method == "POST" and form.is_valid():
         app = services.app_create(organization=organization, name=form.cleaned_data["name"])
@@ -169,9 +180,10 @@ def app_new(request: HttpRequest, org_id: str) -> HttpResponse:
 
 
 @login_required
-@require_http_methods(["GET"])
 def app_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
     app = selectors.app_for_member(request.user, org_id, app_id)
+    if not_allowed := _method_not_allowed(request, "GET", "HEAD"):
+        return not_allowed
     membership = selectors.membership_for_member(request.user, app.organization)
     return render(
         request,
@@ -187,9 +199,10 @@ def app_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse
 
 
 @login_required
-@require_POST
 def app_token_rotate(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
     app = selectors.app_for_member(request.user, org_id, app_id)
+    if not_allowed := _method_not_allowed(request, "POST"):
+        return not_allowed
     _require_owner(request.user, app.organization)
     services.app_token_rotate(app=app)
     messages.success(

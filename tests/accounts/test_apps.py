@@ -6,6 +6,7 @@ import html
 import re
 
 import pytest
+from django.urls import reverse
 
 from accounts.models import App
 from tests.factories import org_app_create
@@ -27,6 +28,8 @@ def test_create_app_then_settings_show_ids_token_and_setup(client, owner_org_app
     app = App.objects.get(organization=organization, name="billing")
     assert response["Location"] == f"/orgs/{organization.public_id}/apps/{app.public_id}/settings/"
     assert app.get_absolute_url() == f"/orgs/{organization.public_id}/apps/{app.public_id}/"
+    # The same page the dashboards room serves under its own name.
+    assert app.get_absolute_url() == reverse("dashboards:issue_list", args=[organization.public_id, app.public_id])
 
     page = client.get(response["Location"])
     assert page.status_code == 200
@@ -116,6 +119,11 @@ def test_another_organizations_apps_are_404(client, owner_org_app, outsider):
     assert client.post(f"/orgs/{organization.public_id}/apps/new/", {"name": "sneaky"}).status_code == 404
     assert client.post(f"/orgs/{organization.public_id}/apps/{app.public_id}/settings/rotate-token/").status_code == 404
     assert client.post(f"/orgs/{own_org.public_id}/apps/{app.public_id}/settings/rotate-token/").status_code == 404
+    # Whatever the method: a 405 would tell an outsider the ids exist.
+    assert client.get(f"/orgs/{organization.public_id}/apps/{app.public_id}/settings/rotate-token/").status_code == 404
+    assert client.post(f"/orgs/{organization.public_id}/apps/{app.public_id}/settings/").status_code == 404
+    assert client.post(f"/orgs/{organization.public_id}/").status_code == 404
+    assert client.get(f"/orgs/{organization.public_id}/invites/").status_code == 404
     app.refresh_from_db()
     assert app.secret_token == token
     assert not App.objects.filter(name="sneaky").exists()
