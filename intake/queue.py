@@ -46,6 +46,9 @@ def _producer() -> Producer:
     producer = getattr(_local, "producer", None)
     if producer is None or getattr(_local, "pid", None) != os.getpid():
         connection = Connection(settings.BROKER_URL, transport_options=settings.BROKER_TRANSPORT_OPTIONS)
+        # No retry inside kombu: its default sleeps 2 s before a second try, and our caller
+        # already retries once; a down broker must give a prompt 503, not a 4 s stall per batch.
+        connection.ensure_connection(max_retries=0)
         producer = Producer(connection.channel())
         for name in (EVENTS_QUEUE, DEFAULT_QUEUE):
             # Declared once per connection so a fresh broker has the durable queues before the
