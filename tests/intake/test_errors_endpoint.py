@@ -257,3 +257,53 @@ def test_database_down_seen_app_still_accepted_unseen_app_503(client, broker):
         connection.settings_dict["PORT"] = saved_port
     app_credentials_cache_clear()
     assert unseen.post(client, GOOD.body).status_code == 202
+
+
+BROKER_DOWN_SCRIPT = """
+import json, sys, django
+django.setup()
+from django.test import Client
+url, token, path = sys.argv[1:4]
+response = Client().generic("POST", url, open(path, "rb").read(), HTTP_AUTHORIZATION="Bearer " + token,
+                            HTTP_HOST="127.0.0.1")
+print(json.dumps({"status": response.status_code, "retry_after": response.get("Retry-After"),
+                  "body": json.loads(response.content)}))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_unreachable_is_503_with_a_json_reason(rabbitmq_url, tmp_path):
+    """An intake process whose RabbitMQ is unreachable (a closed port) answers 503, not 202 and
+    not a hang. Run as a separate process: this one's publisher is connected to the real broker."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.db import connection
+
+    from tests.factories import org_app_create
+
+    from .conftest import ERROR_FIXTURES, IntakeApp
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the other process must see this test's rows: needs PostgreSQL")
+    _, organization, app = org_app_create()
+    intake_app = IntakeApp(app=app, organization=organization)
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        "BROKER_URL": "amqp://guest:guest@127.0.0.1:1/h2",
+        "OPBEAT_VAR_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "opbeat_server.settings",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", BROKER_DOWN_SCRIPT, intake_app.url, app.secret_token, str(ERROR_FIXTURES[0])],
+        env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"] == 503
+    assert result["retry_after"] == "30"
+    assert "queue is unreachable" in result["body"]["error"]
