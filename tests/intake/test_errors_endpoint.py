@@ -307,3 +307,14 @@ def test_broker_unreachable_is_503_with_a_json_reason(rabbitmq_url, tmp_path):
     assert result["status"] == 503
     assert result["retry_after"] == "30"
     assert "queue is unreachable" in result["body"]["error"]
+
+
+def test_rate_limiter_unreachable_lets_events_through(intake_app, client, broker, redis_url, settings):
+    # Redis for the quota on a closed port: a quota is not worth losing events over.
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    intake_app.app.events_per_minute = 0
+    intake_app.app.save(update_fields=["events_per_minute"])
+    assert intake_app.post(client, GOOD.body).status_code == 202
+    settings.REDIS_URL = redis_url
+    app_credentials_cache_clear()
+    assert intake_app.post(client, GOOD.body).status_code == 429
