@@ -1,4 +1,4 @@
-"""opbeat_agent: errors (and, later, performance) from Django, Flask or any WSGI app to an
+"""opbeat_agent: errors and performance from Django, Flask or any WSGI app to an
 Opbeat Intake API v1 server.
 
     import opbeat_agent
@@ -17,6 +17,7 @@ from .client import Client, client_from_settings
 from .config import Config, config_build
 from .context import extra_set, tag_set
 from .handlers import OpbeatHandler
+from .tracing import trace, transaction_name_set
 from .integrations import DidNotEnable
 from .transport import HTTPTransport, MemoryTransport, Transport
 from .version import __version__
@@ -40,6 +41,8 @@ __all__ = [
     "init",
     "set_client",
     "tag_set",
+    "trace",
+    "transaction_name_set",
 ]
 
 _client: Optional[Client] = None

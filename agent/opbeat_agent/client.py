@@ -15,6 +15,7 @@ import datetime
 import importlib
 import logging
 import sys
+import time
 import uuid
 from typing import Any, Mapping, Optional
 
@@ -22,6 +23,8 @@ from .config import Config, config_build
 from .context import scope_current
 from .scrub import Scrubber, event_scrub
 from .stacks import culprit_from_frames, current_stack_frames, traceback_frames
+from .reporter import TransactionsReporter
+from .tracing import Transaction, transaction_finish, transaction_start
 from .transport import HTTPTransport, Transport
 
 logger = logging.getLogger("opbeat_agent")
@@ -69,6 +72,7 @@ class Client:
     def __init__(self, config: Optional[Config] = None, **options: Any) -> None:
         self.config = config if config is not None else config_build(kwargs=options)
         self.transport: Optional[Transport] = None
+        self.reporter: Optional[TransactionsReporter] = None
         if self.config.enabled and self.config.errors:
             logger.warning("opbeat_agent is disabled: %s", "; ".join(self.config.errors))
         if self.config.sendable:
@@ -76,6 +80,8 @@ class Client:
                 self.transport = _transport_build(self.config)
             except Exception:  # noqa: BLE001 - a bad TRANSPORT setting must not break the app's start-up
                 logger.exception("opbeat_agent is disabled: the transport could not be built")
+            if self.transport is not None and self.config.transactions_enabled:
+                self.reporter = TransactionsReporter(self.config, self.transport)
         self._scrubber = Scrubber(
             keys=self.config.scrub_keys,
             card_numbers=self.config.scrub_card_numbers,
@@ -162,22 +168,64 @@ class Client:
         finally:
             _capturing.reset(token)
 
+    def begin_transaction(self, kind: str = "request") -> Optional[Transaction]:
+        """Start timing a unit of work in this context (a request, a task, one loop iteration)."""
+        if self.reporter is None:
+            return None
+        try:
+            config = self.config
+            return transaction_start(
+                kind,
+                max_spans=config.transaction_max_spans,
+                stack_min_ms=config.span_stack_min_duration,
+                stack_max_frames=config.span_stack_max_frames,
+            )
+        except Exception:  # noqa: BLE001 - the agent's own failure must never reach the app
+            logger.exception("opbeat_agent: could not begin a transaction")
+            return None
+
+    def end_transaction(self, name: Optional[str] = None, result: Any = None) -> Optional[Transaction]:
+        """End the current transaction, named ``name`` (a route, a task name: never a raw URL) with
+        ``result`` (an HTTP status, "success"...); the reporter's thread does the rest."""
+        if self.reporter is None:
+            return None
+        try:
+            transaction = transaction_finish()
+            if transaction is None:
+                return None
+            if name is not None:
+                transaction.name = str(name)
+            if result is not None:
+                transaction.result = result
+            self.reporter.record(transaction)
+            return transaction
+        except Exception:  # noqa: BLE001 - the agent's own failure must never reach the app
+            logger.exception("opbeat_agent: could not end a transaction")
+            return None
+
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait until the events captured so far have been sent; False if ``timeout`` ran out."""
+        """Wait until the errors and transactions recorded so far have been sent; False if
+        ``timeout`` ran out."""
         if self.transport is None:
             return True
+        timeout = self.config.shutdown_timeout if timeout is None else timeout
         try:
-            return self.transport.flush(self.config.shutdown_timeout if timeout is None else timeout)
+            deadline = time.monotonic() + timeout
+            handed_over = self.reporter.flush(timeout) if self.reporter is not None else True
+            sent = self.transport.flush(max(0.0, deadline - time.monotonic()))
+            return handed_over and sent
         except Exception:  # noqa: BLE001
             logger.exception("opbeat_agent: flush failed")
             return False
 
     def close(self, timeout: Optional[float] = None) -> None:
-        if self.transport is not None:
-            try:
+        try:
+            if self.reporter is not None:
+                self.reporter.close(timeout)
+            if self.transport is not None:
                 self.transport.close(timeout)
-            except Exception:  # noqa: BLE001
-                logger.exception("opbeat_agent: close failed")
+        except Exception:  # noqa: BLE001
+            logger.exception("opbeat_agent: close failed")
 
     # --- building events ------------------------------------------------------------------------
 

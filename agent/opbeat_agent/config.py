@@ -89,6 +89,20 @@ class Config:
     # problem: it is dropped rather than blocking everything behind it.
     max_attempts_on_server_error: int = 5
 
+    # Transactions (performance).
+    transactions_enabled: bool = True
+    # How often the reporter sends what it aggregated; histograms are per minute and mergeable,
+    # so a minute sent in several bodies adds up on the server.
+    transactions_interval: float = 10.0
+    transaction_queue_size: int = 10000
+    transaction_max_spans: int = 500
+    transaction_max_groups: int = 1000
+    traces_per_group: int = 1
+    sketch_relative_accuracy: float = 0.01
+    # Spans slower than this (ms) carry a short stack of where they were started.
+    span_stack_min_duration: float = 5.0
+    span_stack_max_frames: int = 15
+
     # Django: insert OpbeatMiddleware at the top of MIDDLEWARE when the settings do not list it.
     django_auto_insert_middleware: bool = True
 
@@ -99,10 +113,9 @@ class Config:
         """True when the client should build and send events."""
         return self.enabled and not self.errors
 
-    def errors_url(self, server: str) -> str:
-        return (
-            f"{server.rstrip('/')}/api/v1/organizations/{self.organization_id}/apps/{self.app_id}/errors/"
-        )
+    def endpoint_url(self, server: str, endpoint: str = "errors") -> str:
+        """``endpoint`` is "errors" or "transactions"."""
+        return f"{server.rstrip('/')}/api/v1/organizations/{self.organization_id}/apps/{self.app_id}/{endpoint}/"
 
 
 _OPTION_TYPES = {f.name: f for f in fields(Config) if f.name != "errors"}
@@ -192,11 +205,14 @@ def config_build(
     for server in config.servers:
         if not str(server).startswith(("http://", "https://")):
             errors.append(f"servers: {server!r} is not an http:// or https:// URL")
-    for name in ("timeout", "shutdown_timeout", "retry_backoff_base", "retry_backoff_max"):
+    for name in ("timeout", "shutdown_timeout", "retry_backoff_base", "retry_backoff_max", "transactions_interval"):
         if getattr(config, name) < 0:
             errors.append(f"{name} must not be negative")
-    for name in ("max_queue_size", "max_batch", "local_var_max_length", "local_var_max_items", "max_frames"):
+    for name in ("max_queue_size", "max_batch", "local_var_max_length", "local_var_max_items", "max_frames",
+                 "transaction_queue_size", "transaction_max_spans", "transaction_max_groups"):
         if getattr(config, name) < 1:
             errors.append(f"{name} must be at least 1")
+    if not 0 < config.sketch_relative_accuracy < 1:
+        errors.append("sketch_relative_accuracy must be between 0 and 1")
     config.errors = errors
     return config

@@ -47,6 +47,9 @@ class Transport:
     def send(self, event: dict) -> None:
         raise TypeError(f"{type(self).__name__} must implement send()")
 
+    def send_transactions(self, body: dict) -> None:
+        """One transactions body (see PROTOCOL.md); a transport that only sends errors drops it."""
+
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until what was sent so far has left (or failed for good); False on timeout."""
         return True
@@ -63,27 +66,34 @@ class MemoryTransport(Transport):
 
     def __init__(self, config: Any = None) -> None:
         self.events: list = []
+        self.transactions: list = []
         self._lock = threading.Lock()
 
     def send(self, event: dict) -> None:
         with self._lock:
             self.events.append(event)
 
+    def send_transactions(self, body: dict) -> None:
+        with self._lock:
+            self.transactions.append(body)
+
     def clear(self) -> None:
         with self._lock:
             self.events.clear()
+            self.transactions.clear()
 
     def stats(self) -> dict:
-        return {"sent": len(self.events)}
+        return {"sent": len(self.events), "transactions_sent": len(self.transactions)}
 
 
 class _Pending:
-    __slots__ = ("event", "body", "attempts")
+    __slots__ = ("event", "body", "attempts", "endpoint")
 
-    def __init__(self, event: dict) -> None:
+    def __init__(self, event: dict, endpoint: str = "errors") -> None:
         self.event = event
         self.body: Optional[bytes] = None
         self.attempts = 0
+        self.endpoint = endpoint  # "errors" or "transactions"
 
 
 def _json_default(value: Any) -> Any:
@@ -154,6 +164,7 @@ class HTTPTransport(Transport):
         self._failures = 0
         self._counts = collections.Counter()
         self._dropped_unreported = 0
+        self._warned: set = set()
         self.last_location: Optional[str] = None
         self.last_status: Optional[int] = None
 
@@ -169,6 +180,12 @@ class HTTPTransport(Transport):
     # --- the host app's side: never blocks ----------------------------------------------------
 
     def send(self, event: dict) -> None:
+        self._enqueue(_Pending(event))
+
+    def send_transactions(self, body: dict) -> None:
+        self._enqueue(_Pending(body, "transactions"))
+
+    def _enqueue(self, item: _Pending) -> None:
         if self._closed:
             self._count_drop("closed")
             return
@@ -181,7 +198,7 @@ class HTTPTransport(Transport):
         with self._idle:
             self._outstanding += 1
         try:
-            self._queue.put_nowait(_Pending(event))
+            self._queue.put_nowait(item)
         except queue.Full:
             self._done(1)
             self._count_drop("queue_full")
@@ -301,7 +318,7 @@ class HTTPTransport(Transport):
             item.event = None  # the encoded body is all we need from now on
         item.attempts += 1
         try:
-            status, headers, text = self._post(item.body)
+            status, headers, text = self._post(item.body, item.endpoint)
         except (OSError, http.client.HTTPException) as exc:
             self._disconnect()
             self._server_index = (self._server_index + 1) % len(self._servers)
@@ -310,14 +327,16 @@ class HTTPTransport(Transport):
                 self._counts["connection_errors"] += 1
             logger.info("opbeat_agent: intake unreachable (%s); will retry", exc)
             return "retry"
-        self.last_status = status
+        if item.endpoint == "errors":
+            self.last_status = status
         if 200 <= status < 300:
             self._failures = 0
             self._retry_at = 0.0
-            self.last_location = headers.get("location")
+            if item.endpoint == "errors":
+                self.last_location = headers.get("location")
             with self._lock:
-                self._counts["sent"] += 1
-            logger.debug("opbeat_agent: logged error at %s", self.last_location)
+                self._counts["sent" if item.endpoint == "errors" else "transactions_sent"] += 1
+            logger.debug("opbeat_agent: logged %s at %s", item.endpoint, self.last_location)
             return "done"
         if status in (429, 503):
             key = "rate_limited" if status == 429 else "unavailable"
@@ -336,7 +355,17 @@ class HTTPTransport(Transport):
         with self._lock:
             self._counts["rejected"] += 1
             self._counts[f"rejected_{status}"] += 1
-        logger.warning("opbeat_agent: intake rejected an event with %d: %s", status, text[:300])
+            first = (item.endpoint, status) not in self._warned
+            self._warned.add((item.endpoint, status))
+        # Once per endpoint and status at WARNING: a server without the transactions endpoint
+        # would otherwise fill the app's log every few seconds.
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "opbeat_agent: intake rejected %s with %d: %s",
+            "an event" if item.endpoint == "errors" else "a transactions body",
+            status,
+            text[:300],
+        )
         return "done"
 
     def _schedule_backoff(self, *, server_order: Optional[float]) -> None:
@@ -373,14 +402,14 @@ class HTTPTransport(Transport):
             except Exception:  # noqa: BLE001 - closing a broken socket may fail; it is gone either way
                 pass
 
-    def _post(self, body: bytes) -> tuple:
+    def _post(self, body: bytes, endpoint: str = "errors") -> tuple:
         headers = dict(self._headers)
         if self._dropped_unreported:
             reported = self._dropped_unreported
             headers["X-Opbeat-Agent-Dropped"] = str(reported)
         else:
             reported = 0
-        path = urlsplit(self.config.errors_url(self._server())).path
+        path = urlsplit(self.config.endpoint_url(self._server(), endpoint)).path
         for attempt in (1, 2):
             connection = self._connect()
             try:

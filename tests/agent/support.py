@@ -89,9 +89,10 @@ class IntakeDouble:
         with self._lock:
             self.script.extend(answers)
 
-    def accepted(self) -> list[dict]:
+    def accepted(self, endpoint: str = "errors") -> list[dict]:
+        """Bodies answered 202 on ``endpoint`` ("errors" or "transactions"), in arrival order."""
         with self._lock:
-            return [r.body for r in self.received if r.status == 202]
+            return [r.body for r in self.received if r.status == 202 and r.path.endswith(f"/{endpoint}/")]
 
     def wait_for_requests(self, n: int, timeout: float = 10.0) -> bool:
         with self._arrived:

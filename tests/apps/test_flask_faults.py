@@ -85,8 +85,15 @@ def test_intake_failing_then_recovering(make_app, intake, answers, statuses):
     browser, client = make_app(intake.url)
     hit(browser)
     assert client.flush(10)
-    assert [r.status for r in intake.received] == statuses
+    errors = [r for r in intake.received if r.path.endswith("/errors/")]
+    assert [r.status for r in errors] == statuses
     assert len(intake.accepted()) == 3
     if answers[0].headers.get("Retry-After"):
         # Lower bound only: the agent waited at least what the intake asked for.
-        assert intake.received[1].at - intake.received[0].at >= 0.95
+        assert errors[1].at - errors[0].at >= 0.95
+    # The requests were recorded as transactions too, and arrived once the intake recovered.
+    [body] = intake.accepted("transactions")
+    assert {(h["transaction"], h["result"], h["count"]) for h in body["histograms"]} == {
+        ("GET /error", 500, 3),
+        ("GET /", 200, 3),
+    }

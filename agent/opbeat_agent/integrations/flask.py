@@ -1,5 +1,8 @@
 """Flask: ``Opbeat(app)`` or ``opbeat = Opbeat(); opbeat.init_app(app)``.
 
+Every request is a transaction named by its URL rule (``GET /orders/<int:pk>``), with the
+response's status as result.
+
 Configured from keyword arguments, ``app.config["OPBEAT"]`` (the original module's dict) and
 ``OPBEAT_*`` variables. Unhandled errors arrive through Flask's ``got_request_exception`` signal,
 which Flask sends only for errors that become a 500 (never for ``abort(404)``, never for errors an
@@ -90,6 +93,12 @@ def user_from_flask() -> dict:
     return out
 
 
+def transaction_name(request: Any) -> str:
+    """``METHOD /orders/<int:pk>`` from the URL rule that matched, never the raw path."""
+    rule = request.url_rule
+    return f"{request.method} {rule.rule if rule is not None else '<unmatched>'}"
+
+
 class Opbeat:
     """The Flask extension. ``client`` may be given; otherwise one is built from the options."""
 
@@ -110,15 +119,25 @@ class Opbeat:
             set_client(client)
         app.extensions["opbeat_agent"] = self
         got_request_exception.connect(self._on_exception, sender=app, weak=False)
-        app.before_request(self._before_request)
+        # First in line, so the transaction times the app's other before_request functions too.
+        app.before_request_funcs.setdefault(None, []).insert(0, self._before_request)
+        app.after_request(self._after_request)
         app.teardown_request(self._teardown_request)
 
     def _before_request(self) -> None:
         request = flask.request._get_current_object()
         config = self.client.config
         g._opbeat_agent_scope = scope_push(http=lambda: http_from_flask(request, config), user=user_from_flask)
+        g._opbeat_agent_transaction = self.client.begin_transaction("request") is not None
+
+    def _after_request(self, response: Any) -> Any:
+        g._opbeat_agent_status = response.status_code
+        return response
 
     def _teardown_request(self, exc: Optional[BaseException]) -> None:
+        if g.pop("_opbeat_agent_transaction", False):
+            status = g.pop("_opbeat_agent_status", 500)
+            self.client.end_transaction(transaction_name(flask.request), 500 if exc is not None else status)
         token = g.pop("_opbeat_agent_scope", None)
         if token is not None:
             scope_pop(token)

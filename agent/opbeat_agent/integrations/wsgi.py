@@ -1,5 +1,6 @@
 """Any WSGI app (Pyramid, Bottle, Falcon, a hand-written one): ``OpbeatMiddleware(app, client=client)``
-captures what the app raises, while it is called and while its response is iterated, with the
+times every request as a transaction (ended when the server closes the response) and captures
+what the app raises, while it is called and while its response is iterated, with the
 request described from the WSGI environ; the exception is then re-raised unchanged, so the server
 answers as it would have without us.
 
@@ -85,15 +86,17 @@ class _ResponseIterable:
     """Wraps the app's response so a failure while it streams is captured too, and the request's
     scope lasts until the server has closed it."""
 
-    def __init__(self, iterable: Iterable, middleware: "OpbeatMiddleware", token: Any) -> None:
+    def __init__(self, iterable: Iterable, middleware: "OpbeatMiddleware", token: Any, state: dict) -> None:
         self._iterable = iterable
         self._middleware = middleware
         self._token = token
+        self._state = state
 
     def __iter__(self):
         try:
             yield from self._iterable
         except Exception:
+            self._state["failed"] = True
             self._middleware._capture()
             raise
 
@@ -104,9 +107,11 @@ class _ResponseIterable:
                 try:
                     close()
                 except Exception:
+                    self._state["failed"] = True
                     self._middleware._capture()
                     raise
         finally:
+            self._middleware._end(self._state)
             scope_pop(self._token)
 
 
@@ -130,12 +135,45 @@ class OpbeatMiddleware:
         if client is not None:
             client.capture_exception()
 
+    def _end(self, state: dict) -> None:
+        client = self._client()
+        if client is None or not state.get("began"):
+            return
+        status = 500 if state.get("failed") else state.get("status", 500)
+        client.end_transaction(self.transaction_name(state["environ"]), status)
+
+    def transaction_name(self, environ: dict) -> Optional[str]:
+        """None keeps a name the app set with ``opbeat_agent.transaction_name_set``; without one
+        the transaction is ``METHOD <wsgi>``: a WSGI app has no routes we could name it by, and a
+        raw path would make one group per URL. Subclass to name by your framework's route."""
+        from ..tracing import transaction_current
+
+        transaction = transaction_current()
+        if transaction is not None and transaction.name:
+            return None
+        return f"{environ.get('REQUEST_METHOD', '')} <wsgi>"
+
     def __call__(self, environ: dict, start_response: Callable) -> Iterable:
         token = scope_push(http=lambda: http_from_environ(environ))
+        client = self._client()
+        state: dict = {"environ": environ}
+        state["began"] = client is not None and client.begin_transaction("request") is not None
+
+        def recording_start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
+            try:
+                state["status"] = int(status.split(" ", 1)[0])
+            except (ValueError, AttributeError):
+                pass
+            if exc_info is None:
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
+
         try:
-            iterable = self.application(environ, start_response)
+            iterable = self.application(environ, recording_start_response)
         except Exception:
+            state["failed"] = True
             self._capture()
+            self._end(state)
             scope_pop(token)
             raise
-        return _ResponseIterable(iterable, self, token)
+        return _ResponseIterable(iterable, self, token, state)

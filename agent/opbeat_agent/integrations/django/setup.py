@@ -15,9 +15,12 @@ from typing import Any, Optional
 
 from django.conf import settings
 from django.core.signals import got_request_exception
+from django.db.backends.signals import connection_created
 
 from ... import get_client, set_client
 from ...client import Client, client_from_settings
+from ...sql import sql_signature, sql_strip
+from ...tracing import trace, transaction_current
 from .request import http_from_django, template_from_exception, user_from_django
 
 logger = logging.getLogger("opbeat_agent.django")
@@ -66,6 +69,18 @@ def django_setup() -> None:
             # First, so it sees the whole request, including what other middleware does.
             settings.MIDDLEWARE = [MIDDLEWARE_PATH, *(settings.MIDDLEWARE or ())]
         got_request_exception.connect(_on_request_exception, dispatch_uid="opbeat_agent.django")
+        if client.reporter is not None:
+            connection_created.connect(_on_connection_created, dispatch_uid="opbeat_agent.django.db")
+            from django.db import connections
+
+            # Connections opened before the app was ready (rare: a query in another app's
+            # ready()) miss connection_created; Django < 4.1 has no initialized_only and opens none.
+            try:
+                opened = connections.all(initialized_only=True)
+            except TypeError:
+                opened = []
+            for connection in opened:
+                _execute_wrapper_install(connection)
     except Exception:  # noqa: BLE001 - the app must start even if the agent cannot
         logger.exception("opbeat_agent: Django integration not enabled")
 
@@ -92,3 +107,26 @@ def _on_request_exception(sender: Any, request: Any = None, **kwargs: Any) -> No
     if template:
         data["template"] = template
     client.capture_exception(exc_info, data=data)
+
+
+def _query_span(execute: Any, sql: str, params: Any, many: bool, context: dict) -> Any:
+    """Django's documented hook around every query a connection runs (``execute_wrapper``):
+    a span per query while a transaction is recording, a straight call otherwise."""
+    if transaction_current() is None:
+        return execute(sql, params, many, context)
+    connection = context.get("connection")
+    vendor = getattr(connection, "vendor", "sql")
+    statement = sql if isinstance(sql, str) else str(sql)
+    with trace(sql_signature(statement), f"db.{vendor}.sql", {"sql": sql_strip(statement)}):
+        return execute(sql, params, many, context)
+
+
+def _execute_wrapper_install(connection: Any) -> None:
+    wrappers = getattr(connection, "execute_wrappers", None)
+    if wrappers is not None and _query_span not in wrappers:
+        wrappers.append(_query_span)
+
+
+def _on_connection_created(sender: Any, connection: Any = None, **kwargs: Any) -> None:
+    if connection is not None:
+        _execute_wrapper_install(connection)
