@@ -41,6 +41,34 @@ def test_an_error_goes_out_as_gzip_json_with_the_bearer_token(intake, http_clien
     assert client.transport.stats()["sent"] == 1
 
 
+def test_transactions_go_to_their_own_endpoint(intake, http_client_factory):
+    client = http_client_factory(intake.url)
+    client.begin_transaction("request")
+    client.end_transaction("GET /orders/", 200)
+    assert client.flush(10)
+    [request] = [r for r in intake.received if r.path.endswith("/transactions/")]
+    assert request.path == "/api/v1/organizations/org1/apps/app1/transactions/"
+    assert request.headers["content-encoding"] == "gzip"
+    assert request.headers["authorization"] == "Bearer sekrit-token"
+    [histogram] = request.body["histograms"]
+    assert (histogram["transaction"], histogram["result"], histogram["count"]) == ("GET /orders/", 200, 1)
+    assert client.transport.stats()["transactions_sent"] == 1
+
+
+def test_a_server_without_the_transactions_endpoint_warns_once(intake, http_client_factory, caplog):
+    intake.answer(Answer(404), Answer(404))
+    client = http_client_factory(intake.url)
+    for _ in range(2):
+        client.begin_transaction("request")
+        client.end_transaction("GET /", 200)
+        assert client.flush(10)
+    assert [r.status for r in intake.received] == [404, 404]
+    assert caplog.text.count("intake rejected a transactions body with 404") == 1
+    client.capture_message("errors still go")
+    assert client.flush(10)
+    assert [b["message"] for b in intake.accepted()] == ["errors still go"]
+
+
 def test_a_burst_is_sent_over_one_connection_in_order(intake, http_client_factory):
     client = http_client_factory(intake.url)
     for n in range(20):
@@ -161,11 +189,15 @@ def test_the_second_server_is_used_when_the_first_is_down(intake, http_client_fa
 def test_the_worker_restarts_in_a_forked_child(intake, http_client_factory):
     client = http_client_factory(intake.url)
     client.capture_message("parent before fork")
+    client.begin_transaction("request")
+    client.end_transaction("parent request", 200)
     assert client.flush(10)
     pid = os.fork()
-    if pid == 0:  # the child: the parent's thread is not here; sending must start a new one
+    if pid == 0:  # the child: the parent's threads are not here; sending must start new ones
         try:
             client.capture_message("from the child")
+            client.begin_transaction("request")
+            client.end_transaction("child request", 200)
             os._exit(0 if client.flush(10) else 1)
         finally:
             os._exit(2)
@@ -178,6 +210,8 @@ def test_the_worker_restarts_in_a_forked_child(intake, http_client_factory):
         "parent after fork",
         "parent before fork",
     ]
+    names = sorted(h["transaction"] for b in intake.accepted("transactions") for h in b["histograms"])
+    assert names == ["child request", "parent request"]
 
 
 def _run_script(code: str) -> subprocess.CompletedProcess:
@@ -193,9 +227,13 @@ def test_queued_errors_are_flushed_at_exit(intake):
         client = opbeat_agent.init(organization_id="o", app_id="a", secret_token="t", servers=["{intake.url}"])
         for n in range(3):
             client.capture_message("at exit %s", (n,))
+            client.begin_transaction("task")
+            client.end_transaction("nightly job", "success")
     """)
     assert result.returncode == 0, result.stderr
     assert sorted(b["message"] for b in intake.accepted()) == ["at exit 0", "at exit 1", "at exit 2"]
+    # Transactions recorded just before exit are aggregated and sent too.
+    assert sum(h["count"] for b in intake.accepted("transactions") for h in b["histograms"]) == 3
 
 
 def test_exit_is_bounded_when_the_intake_is_down():

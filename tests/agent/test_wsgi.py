@@ -89,3 +89,27 @@ def test_a_healthy_request_passes_through(client, recording):
     wrapped = OpbeatMiddleware(app, client=client)
     assert call(wrapped, environ_for("/ok")) == ("200 OK", b"ok")
     assert recording.events == []
+
+
+def named_app(environ, start_response):
+    opbeat_agent.transaction_name_set("GET /reports/{id}")
+    start_response("201 Created", [])
+    return [b"made"]
+
+
+def test_each_request_is_a_transaction(client, recording):
+    for path in ("/ok", "/log"):
+        call(OpbeatMiddleware(app, client=client), environ_for(path))
+    call(OpbeatMiddleware(named_app, client=client), environ_for("/reports/7"))
+    with pytest.raises(ValueError):
+        call(OpbeatMiddleware(app, client=client), environ_for("/boom"))
+    with pytest.raises(IOError):
+        call(OpbeatMiddleware(app, client=client), environ_for("/stream-boom"))
+    assert client.flush(10)
+    counts: dict = {}
+    for body in recording.transactions:
+        for h in body["histograms"]:
+            counts[(h["transaction"], h["result"])] = counts.get((h["transaction"], h["result"]), 0) + h["count"]
+    # Named by the app when it says so; never by the raw path.
+    assert counts == {("GET <wsgi>", 200): 2, ("GET /reports/{id}", 201): 1, ("GET <wsgi>", 500): 2}
+    client.close(timeout=1)

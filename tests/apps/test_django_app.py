@@ -141,3 +141,36 @@ def test_manage_py_opbeat_test_prints_the_location(run):
     [sent] = run["_intake"]
     assert sent["exception"]["value"] == "This is a test error sent by manage.py opbeat test"
     assert run["test_command"]["output"].strip() == f"Test error sent: {run['_intake_url']}/events/{sent['client_supplied_id']}/"
+
+
+def transaction_counts(run) -> dict:
+    counts: dict = {}
+    for body in run["transactions"]:
+        for h in body["histograms"]:  # summed over minutes: the run may straddle one
+            counts[(h["transaction"], h["result"])] = counts.get((h["transaction"], h["result"]), 0) + h["count"]
+    return counts
+
+
+def test_every_request_is_a_transaction_named_by_its_url_pattern(run):
+    counts = transaction_counts(run)
+    assert counts[("GET /orders/<int:pk>/", 200)] == 2
+    assert counts[("GET /message/<int:order_id>/", 200)] == 1
+    assert counts[("GET /error", 500)] == 2
+    assert counts[("POST /checkout", 500)] == 1
+    # A re_path pattern reads as a path, a 404 is one group, never one per raw URL.
+    assert counts[("GET /legacy/(?P<code>[a-z]+)/", 200)] == 1
+    assert counts[("GET <unmatched>", 404)] == 1
+    assert not any("/orders/1/" in name or "no-such-page" in name for name, _ in counts)
+
+
+def test_orm_queries_and_custom_spans_are_in_the_sampled_trace(run):
+    [sample] = [t for body in run["transactions"] for t in body["traces"] if t["transaction"] == "GET /orders/<int:pk>/"][:1]
+    spans = sample["spans"]
+    queries = [s for s in spans if s["kind"] == "db.sqlite.sql"]
+    assert [q["signature"] for q in queries] == ["SELECT FROM auth_user", "SELECT FROM auth_user"]
+    assert queries[0]["extra"]["sql"] == (
+        'SELECT COUNT(*) AS "__count" FROM "auth_user" WHERE "auth_user"."id" = %s'
+    )
+    assert [s["signature"] for s in spans if s["kind"] == "code.custom"] == ["price order"]
+    assert all(s["parent"] == 0 for s in spans)
+    assert all(0 <= s["start"] <= sample["duration"] for s in spans)

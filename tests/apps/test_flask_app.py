@@ -103,3 +103,18 @@ def test_init_app_and_kwargs_over_app_config(recording):
     assert app.test_client().get("/boom").status_code == 500
     event = recording.events[0]
     assert (event["app_id"], event["environment"]) == ("from-config", "staging")
+
+
+def test_every_request_is_a_transaction_named_by_its_url_rule(browser, recording):
+    browser.get("/pay/p-1")
+    browser.get("/pay/p-2")
+    browser.get("/error")
+    browser.get("/missing")
+    client = opbeat_agent.get_client()
+    assert client.flush(10)
+    counts: dict = {}
+    for body in recording.transactions:
+        for h in body["histograms"]:
+            counts[(h["transaction"], h["result"])] = counts.get((h["transaction"], h["result"]), 0) + h["count"]
+    assert counts == {("GET /pay/<order_id>", 200): 2, ("GET /error", 500): 1, ("GET /missing", 404): 1}
+    client.close(timeout=1)

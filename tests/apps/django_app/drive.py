@@ -54,15 +54,19 @@ def main() -> None:
         "disallowed_host": lambda: browser.get("/error", HTTP_HOST="evil.example"),
     }
     for name, run in scenarios.items():
-        transport.clear()
+        transport.events.clear()
         response = run()
         results[name] = {"status": response.status_code, "events": list(transport.events)}
 
     user = get_user_model().objects.create_user("alice", "alice@example.org", "pw-alice-123")
     browser.force_login(user)
-    transport.clear()
+    transport.events.clear()
     response = browser.get("/error")
     results["logged_in"] = {"status": response.status_code, "events": list(transport.events), "user_pk": user.pk}
+    for path in (f"/orders/{user.pk}/", f"/orders/{user.pk}/", "/legacy/abc/"):
+        assert browser.get(path).status_code == 200
+    assert django_client().flush(10)
+    results["transactions"] = list(transport.transactions)
 
     results["check_ok"] = command("check")
     with override_settings(

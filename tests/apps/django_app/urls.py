@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 
@@ -9,4 +9,6 @@ urlpatterns = [
     path("api/orders", views.orders),
     path("broken-template", views.broken_template),
     path("message/<int:order_id>/", views.message),
+    path("orders/<int:pk>/", views.order_detail),
+    re_path(r"^legacy/(?P<code>[a-z]+)/$", views.legacy),
 ]

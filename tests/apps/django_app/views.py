@@ -1,5 +1,6 @@
 import json
 
+from django.contrib.auth import get_user_model
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -36,3 +37,16 @@ def broken_template(request):
 def message(request, order_id):
     opbeat_agent.capture_message("Refund %s needs review", (order_id,), level="warning")
     return HttpResponse("noted")
+
+
+def order_detail(request, pk):
+    users = get_user_model().objects
+    context = {"order": {"id": pk}, "buyers": users.filter(pk=pk).count(), "names": list(users.values_list("username", flat=True))}
+    with opbeat_agent.trace("price order", kind="code.custom"):
+        total = sum(range(pk))
+    context["total"] = total
+    return render(request, "order.html", context)
+
+
+def legacy(request, code):
+    return HttpResponse(code)
