@@ -14,7 +14,7 @@ from django.core.cache import cache
 from kombu import Connection, Exchange, Queue
 
 from intake import queue as intake_queue
-from intake import rejections
+from intake import ratelimit, rejections
 from intake.auth import app_credentials_cache_clear
 from tests.factories import org_app_create
 
@@ -83,9 +83,11 @@ def intake_state_clean():
     app_credentials_cache_clear()
     cache.clear()
     rejections.rejections_pending_clear()
+    ratelimit.quota_state_clear()
     yield
     app_credentials_cache_clear()
     rejections.rejections_pending_clear()
+    ratelimit.quota_state_clear()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import zlib
 
 import pytest
@@ -14,7 +15,7 @@ from django.conf import settings
 
 from accounts.services import app_token_rotate
 from intake import queue as intake_queue
-from intake import rejections
+from intake import ratelimit, rejections
 from intake.auth import app_credentials_cache_clear
 
 from .conftest import agent_bodies
@@ -309,12 +310,33 @@ def test_broker_unreachable_is_503_with_a_json_reason(rabbitmq_url, tmp_path):
     assert "queue is unreachable" in result["body"]["error"]
 
 
-def test_rate_limiter_unreachable_lets_events_through(intake_app, client, broker, redis_url, settings):
-    # Redis for the quota on a closed port: a quota is not worth losing events over.
+def test_rate_limiter_unreachable_keeps_counting_per_process(intake_app, client, broker, redis_url, settings):
+    # Redis for the quota on a closed port: events under quota still go through (a quota is not
+    # worth losing events over), and what this process counted itself still enforces the quota.
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    intake_app.app.events_per_minute = 0
+    intake_app.app.events_per_minute = 2
     intake_app.app.save(update_fields=["events_per_minute"])
     assert intake_app.post(client, GOOD.body).status_code == 202
-    settings.REDIS_URL = redis_url
-    app_credentials_cache_clear()
+    ratelimit.quota_sync()  # fails against the closed port, keeps the count
+    assert intake_app.post(client, GOOD.body).status_code == 202
     assert intake_app.post(client, GOOD.body).status_code == 429
+    assert len(broker.envelopes()) == 2
+
+
+def test_quota_is_shared_by_every_intake_process(intake_app, client, broker, redis_url):
+    # Another intake process has already taken 9 of this minute's 10 events: once this process
+    # syncs with Redis, it refuses after the tenth event, not after its own tenth.
+    import redis
+
+    intake_app.app.events_per_minute = 10
+    intake_app.app.save(update_fields=["events_per_minute"])
+    assert intake_app.post(client, GOOD.body).status_code == 202
+    minute = int(time.time()) // 60
+    key = f"intake:rate:{intake_app.app.pk}:{minute}"
+    shared = redis.Redis.from_url(redis_url)
+    shared.incrby(key, 8)
+    ratelimit.quota_sync()
+    assert int(shared.get(key)) == 9, "this process's event was added to the shared count"
+    statuses = [intake_app.post(client, GOOD.body).status_code for _ in range(3)]
+    if int(time.time()) // 60 == minute:  # no minute boundary fell between the posts
+        assert statuses == [202, 429, 429]
