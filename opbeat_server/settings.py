@@ -120,6 +120,8 @@ if BROKER_IS_FILESYSTEM:
         "data_folder_in": str(QUEUE_DIR),
         "data_folder_out": str(QUEUE_DIR),
         "store_processed": False,
+        # Exchange-to-queue bindings; kombu's default is a "control" folder in the working directory.
+        "control_folder": str(QUEUE_DIR / "control"),
     }
 else:
     # Publisher confirms: a 202 from the intake means RabbitMQ has the message on disk.
@@ -216,6 +218,7 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every start when it is missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
