@@ -82,11 +82,21 @@ class Client:
                 logger.exception("opbeat_agent is disabled: the transport could not be built")
             if self.transport is not None and self.config.transactions_enabled:
                 self.reporter = TransactionsReporter(self.config, self.transport)
+                if self.config.instrument:
+                    self._instrument()
         self._scrubber = Scrubber(
             keys=self.config.scrub_keys,
             card_numbers=self.config.scrub_card_numbers,
             enabled=self.config.scrub_data,
         )
+
+    def _instrument(self) -> None:
+        try:
+            from .instrumentation import instrument_all
+
+            instrument_all(skip=tuple(self.config.disabled_instrumentations))
+        except Exception:  # noqa: BLE001 - no wrapt, or a library we could not wrap: run uninstrumented
+            logger.warning("opbeat_agent: auto-instrumentation is off", exc_info=True)
 
     @property
     def active(self) -> bool:

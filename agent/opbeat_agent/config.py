@@ -102,6 +102,9 @@ class Config:
     # Spans slower than this (ms) carry a short stack of where they were started.
     span_stack_min_duration: float = 5.0
     span_stack_max_frames: int = 15
+    # Auto-instrumentation of the libraries in opbeat_agent.instrumentation; names to leave alone.
+    instrument: bool = True
+    disabled_instrumentations: list = field(default_factory=list)
 
     # Django: insert OpbeatMiddleware at the top of MIDDLEWARE when the settings do not list it.
     django_auto_insert_middleware: bool = True

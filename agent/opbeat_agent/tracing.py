@@ -114,6 +114,10 @@ def transaction_current() -> Optional[Transaction]:
     return _transaction.get()
 
 
+def span_current() -> Optional[Span]:
+    return _span.get()
+
+
 def transaction_name_set(name: str) -> None:
     """Name the current transaction (a worker loop, a WSGI app without routes); an integration
     that knows the route names it itself."""

@@ -3,6 +3,8 @@ recording transport), and a stand-in intake served over real HTTP for the transp
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import opbeat_agent
@@ -10,15 +12,19 @@ from opbeat_agent import Client, MemoryTransport
 
 from .support import IntakeDouble
 
-IDS = {"organization_id": "org1", "app_id": "app1", "secret_token": "sekrit-token"}
+# Auto-instrumentation patches libraries process-wide: tests opt in to it explicitly
+# (test_instrumentation.py), so the rest of the suite runs against unpatched libraries.
+IDS = {"organization_id": "org1", "app_id": "app1", "secret_token": "sekrit-token", "instrument": False}
 
 
 @pytest.fixture(autouse=True)
 def _no_global_client():
-    # Each test starts without a global client and leaves none behind.
+    # Each test starts without a global client and leaves none behind, and no library patched.
     opbeat_agent.set_client(None)
     yield
     opbeat_agent.set_client(None)
+    if "opbeat_agent.instrumentation" in sys.modules:
+        sys.modules["opbeat_agent.instrumentation"].uninstrument_all()
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def test_client_reads_the_environment(monkeypatch, recording):
     monkeypatch.setenv("OPBEAT_APP_ID", "app-env")
     monkeypatch.setenv("OPBEAT_SECRET_TOKEN", "tok")
     monkeypatch.setenv("OPBEAT_ENVIRONMENT", "production")
-    client = Client(transport=recording)
+    client = Client(transport=recording, instrument=False)
     client.capture_message("hi")
     event = recording.events[0]
     assert (event["organization_id"], event["app_id"], event["environment"]) == ("org-env", "app-env", "production")

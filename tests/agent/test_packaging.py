@@ -56,7 +56,7 @@ def test_the_distribution_declares_its_package_and_extras():
 
     project = tomllib.loads((AGENT_DIR / "pyproject.toml").read_text())["project"]
     assert project["name"] == "opbeat-agent"
-    assert project["dependencies"] == []
+    assert project["dependencies"] == ["wrapt>=1.14"]
     assert set(project["optional-dependencies"]) == {"django", "flask"}
     packages = set(find_packages(str(AGENT_DIR), include=["opbeat_agent*"]))
     assert packages == {
@@ -65,6 +65,7 @@ def test_the_distribution_declares_its_package_and_extras():
         "opbeat_agent.integrations.django",
         "opbeat_agent.integrations.django.management",
         "opbeat_agent.integrations.django.management.commands",
+        "opbeat_agent.instrumentation",
     }
     from opbeat_agent import __version__
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tests.agent.support import IntakeDouble
@@ -12,3 +14,10 @@ def intake():
     double = IntakeDouble().start()
     yield double
     double.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_instrumentation_left():
+    yield
+    if "opbeat_agent.instrumentation" in sys.modules:
+        sys.modules["opbeat_agent.instrumentation"].uninstrument_all()

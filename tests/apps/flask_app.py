@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
-from flask import Flask, abort, jsonify, request
+from flask import Flask, abort, jsonify, render_template, request
 
 import opbeat_agent
 from opbeat_agent import OpbeatHandler
@@ -58,5 +59,14 @@ def create_app(**opbeat: object) -> Flask:
     def pay(order_id):
         log.warning("Payment %s failed", order_id)
         return "logged"
+
+    @app.get("/report/<int:limit>")
+    def report(limit):
+        # Three queries and a template: the shape of the overhead benchmark's endpoint.
+        with sqlite3.connect(":memory:") as db:
+            db.execute("CREATE TABLE orders (id INTEGER, total INTEGER)")
+            db.executemany("INSERT INTO orders VALUES (?, ?)", [(n, n * 10) for n in range(5)])
+            rows = db.execute("SELECT id, total FROM orders WHERE total > 15 LIMIT ?", (limit,)).fetchall()
+        return render_template("report.html", rows=rows)
 
     return app

@@ -12,7 +12,7 @@ from opbeat_agent import MemoryTransport  # noqa: E402
 
 from .flask_app import create_app  # noqa: E402
 
-IDS = {"ORGANIZATION_ID": "org1", "APP_ID": "app1", "SECRET_TOKEN": "sekrit-token"}
+IDS = {"ORGANIZATION_ID": "org1", "APP_ID": "app1", "SECRET_TOKEN": "sekrit-token", "INSTRUMENT": False}
 
 
 @pytest.fixture
@@ -117,4 +117,20 @@ def test_every_request_is_a_transaction_named_by_its_url_rule(browser, recording
         for h in body["histograms"]:
             counts[(h["transaction"], h["result"])] = counts.get((h["transaction"], h["result"]), 0) + h["count"]
     assert counts == {("GET /pay/<order_id>", 200): 2, ("GET /error", 500): 1, ("GET /missing", 404): 1}
+    client.close(timeout=1)
+
+
+def test_three_queries_and_a_template_are_spans_of_the_request(recording):
+    app = create_app(**{**IDS, "INSTRUMENT": True}, TRANSPORT=recording)
+    assert b"<li>(2, 20)</li>" in app.test_client().get("/report/2").data
+    client = app.extensions["opbeat_agent"].client
+    assert client.flush(10)
+    [sample] = [t for body in recording.transactions for t in body["traces"] if t["transaction"] == "GET /report/<int:limit>"]
+    assert [(s["signature"], s["kind"]) for s in sample["spans"]] == [
+        ("CREATE", "db.sqlite.sql"),
+        ("INSERT INTO orders", "db.sqlite.sql"),
+        ("SELECT FROM orders", "db.sqlite.sql"),
+        ("report.html", "template.jinja2"),
+    ]
+    assert sample["spans"][2]["extra"]["sql"] == "SELECT id, total FROM orders WHERE total > ? LIMIT ?"
     client.close(timeout=1)

@@ -27,7 +27,7 @@ def make_app():
     def make(url: str):
         app = create_app(
             ORGANIZATION_ID="org1", APP_ID="app1", SECRET_TOKEN="sekrit-token", SERVERS=[url],
-            RETRY_BACKOFF_BASE=0.05, RETRY_BACKOFF_MAX=0.2,
+            RETRY_BACKOFF_BASE=0.05, RETRY_BACKOFF_MAX=0.2, INSTRUMENT=False,
         )
         clients.append(app.extensions["opbeat_agent"].client)
         return app.test_client(), clients[-1]

@@ -39,6 +39,7 @@ def test_flask_error_reaches_the_real_intake(live_server, transactional_db, brok
         RELEASE="v42",
         # The intake serves errors only so far (transactions come with the performance work).
         TRANSACTIONS_ENABLED=False,
+        INSTRUMENT=False,
     )
     client = flask_app.extensions["opbeat_agent"].client
     try:

@@ -1,0 +1,39 @@
+"""Auto-instrumentation: spans for the libraries an app uses, without changes to its code.
+
+One class per library (``instrument_list`` says what it patches); each is skipped when its
+library is absent, never wraps twice, and ``uninstrument_all()`` undoes everything. The client
+calls ``instrument_all()`` when transactions are on and ``instrument`` is not turned off.
+Importing this package imports wrapt (and the libraries only when instrumenting them).
+"""
+
+from __future__ import annotations
+
+from .base import Instrumentation
+from .dbapi import SQLite
+from .http import HTTPClient, Requests
+from .other import DjangoTemplates, Jinja2, Redis
+
+INSTRUMENTATIONS: list = [SQLite(), HTTPClient(), Requests(), Redis(), DjangoTemplates(), Jinja2()]
+
+
+def instrument_all(*, skip: tuple = ()) -> list:
+    """Instrument every available library not named in ``skip``; returns the names instrumented."""
+    done = []
+    for instrumentation in INSTRUMENTATIONS:
+        if instrumentation.name in skip:
+            continue
+        if instrumentation.instrument():
+            done.append(instrumentation.name)
+    return done
+
+
+def uninstrument_all() -> None:
+    for instrumentation in INSTRUMENTATIONS:
+        instrumentation.uninstrument()
+
+
+def instrumented() -> list:
+    return [i.name for i in INSTRUMENTATIONS if i.instrumented]
+
+
+__all__ = ["INSTRUMENTATIONS", "Instrumentation", "instrument_all", "instrumented", "uninstrument_all"]
