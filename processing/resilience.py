@@ -48,6 +48,10 @@ def database_patiently(call: Callable[[], T], *, what: str, sleep: Callable[[flo
         try:
             return call()
         except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block:
+                # Inside the caller's transaction a new connection cannot continue it: only the
+                # caller can start over, so it gets the error.
+                raise
             attempt += 1
             logger.warning("%s: database unavailable (attempt %d), retrying in %.1fs: %s", what, attempt, pause, exc)
             connection_discard()

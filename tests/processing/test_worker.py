@@ -1,0 +1,114 @@
+"""A real Celery worker process digesting what the intake publishes, through RabbitMQ into
+PostgreSQL, including an outage of the database during which nothing may be lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+from kombu import Connection, Exchange, Queue
+
+from intake.queue import EVENTS_QUEUE, events_enqueue
+from processing.models import Event, Issue
+from tests.factories import org_app_create
+from tests.processing.helpers import ERROR_FIXTURES, envelope
+from tests.processing.tcp_proxy import TcpRelay
+
+CELERY = Path(sys.executable).parent / "celery"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate, *, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+def events_queue_purge(broker_url: str) -> None:
+    # Messages a previous, interrupted run left behind would name apps of another test database.
+    with Connection(broker_url) as conn:
+        queue = Queue(EVENTS_QUEUE, Exchange(EVENTS_QUEUE, type="direct", durable=True), routing_key=EVENTS_QUEUE, durable=True)
+        bound = queue(conn.channel())
+        bound.declare()
+        bound.purge()
+
+
+def database_url_through(relay: TcpRelay) -> str:
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "postgres") + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
+    return f"postgres://{credentials}@127.0.0.1:{relay.port}/{quote(db['NAME'])}"
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_worker_digests_published_events_and_outlasts_a_database_outage(postgres_url, rabbitmq_url, tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("the worker process needs a database it can share with the test (PostgreSQL)")
+    events_queue_purge(rabbitmq_url)
+    _, _, app = org_app_create()
+    db = connection.settings_dict
+    relay = TcpRelay((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)))
+    log_path = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_through(relay),
+        "BROKER_URL": rabbitmq_url,
+        "OPBEAT_VAR_DIR": str(tmp_path / "var"),
+        "OPBEAT_DIGEST_FLUSH_SECONDS": "0.2",
+        "LOG_LEVEL": "INFO",
+    }
+    command = [
+        str(CELERY), "-A", "opbeat_server", "worker", "-Q", "events,default", "--pool=solo",
+        "--without-gossip", "--without-mingle", "-n", f"h3-test-{uuid.uuid4().hex[:8]}@%h", "-l", "INFO",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        bodies = [json.loads(path.read_text()) for path in ERROR_FIXTURES]
+        first = [envelope(app, body) for body in bodies]
+        events_enqueue(first[:4])
+        events_enqueue(first[4:])
+        wait_for(lambda: Event.objects.filter(app=app).count() == 7, seconds=60, what="7 events stored")
+        assert Issue.objects.filter(app=app).count() == 5
+        zero = Issue.objects.get(app=app, culprit="bench.views.error")
+        assert zero.event_count == 2
+
+        relay.cut()
+        during = [envelope(app, bodies[0]) for _ in range(3)]
+        events_enqueue(during[:2])
+        events_enqueue([during[2], first[0]])  # first[0] again: a redelivery must not count
+        wait_for(
+            lambda: b"(attempt 2)" in log_path.read_bytes(), seconds=30, what="the worker to retry twice"
+        )
+        assert Event.objects.filter(app=app).count() == 7
+        relay.restore()
+
+        wait_for(lambda: Event.objects.filter(app=app).count() == 10, seconds=90, what="10 events stored after the outage")
+        time.sleep(1)  # a double count would show up as an 11th event or a wrong total
+        assert Event.objects.filter(app=app).count() == 10
+        # bodies[0] is a Django ZeroDivisionError: 2 before, 3 during the outage, the redelivery not counted.
+        zero.refresh_from_db()
+        assert Event.objects.get(event_id=uuid.UUID(first[0]["event_id"])).issue_id == zero.pk
+        assert zero.event_count == Event.objects.filter(issue=zero).count() == 5
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        relay.close()
+    assert worker.returncode == 0, log_path.read_text()[-3000:]
