@@ -25,7 +25,7 @@ def test_importing_the_agent_imports_no_framework():
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout))
     assert "opbeat_agent" in loaded
-    assert not loaded & {"django", "flask", "werkzeug", "jinja2", "requests", "urllib3", "wrapt"}
+    assert not loaded & {"django", "flask", "werkzeug", "jinja2", "celery", "requests", "urllib3", "redis", "wrapt"}
 
 
 def test_a_missing_framework_is_did_not_enable():
@@ -33,8 +33,9 @@ def test_a_missing_framework_is_did_not_enable():
         "import sys\n"
         "sys.modules['flask'] = None\n"  # what an absent package looks like to the import system
         "sys.modules['django'] = None\n"
+        "sys.modules['celery'] = None\n"
         "from opbeat_agent import DidNotEnable\n"
-        "for name in ('flask', 'django'):\n"
+        "for name in ('flask', 'django', 'celery'):\n"
         "    try:\n"
         "        __import__('opbeat_agent.integrations.' + name)\n"
         "    except DidNotEnable as exc:\n"
@@ -44,6 +45,7 @@ def test_a_missing_framework_is_did_not_enable():
     assert result.stdout.splitlines() == [
         "Flask is not installed: pip install opbeat-agent[flask]",
         "Django is not installed: pip install opbeat-agent[django]",
+        "Celery is not installed: pip install celery",
     ]
 
 
