@@ -135,17 +135,19 @@ def event_group(data: dict) -> Grouping:
     if exception_type:
         frames = frames_of(data)
         in_app = [frame_label(frame) for frame in frames if frame_is_in_app(frame)]
+        # The reason lists frames newest first, as a reader looks for the failing call first.
         if in_app:
             return Grouping(
                 _hash("exception", exception_type, *in_app),
-                f"Grouped by exception type {exception_type} and in-app frames {_shorten(', '.join(in_app), _REASON_PART_MAX)}",
+                f"Grouped by exception type {exception_type} and in-app frames "
+                f"{_shorten(', '.join(reversed(in_app)), _REASON_PART_MAX)}",
             )
         if frames:
             labels = [frame_label(frame) for frame in frames]
             return Grouping(
                 _hash("exception-all-frames", exception_type, *labels),
                 f"Grouped by exception type {exception_type} and its frames "
-                f"{_shorten(', '.join(labels), _REASON_PART_MAX)} (none of them in-app)",
+                f"{_shorten(', '.join(reversed(labels)), _REASON_PART_MAX)} (none of them in-app)",
             )
         value = message_normalize(_text(exception.get("value")))
         return Grouping(

@@ -6,9 +6,11 @@
 only after their batch is committed (``acks_late``); while the database is down the batch waits
 and retries (``processing.resilience``), so nothing is acknowledged, and nothing is lost.
 
-Run the events worker with the solo or threads pool: a batch is then digested in the process that
-holds its messages, and a worker stopped mid-batch returns them to the broker unacknowledged.
-Tasks never hold business logic.
+Any pool works. Acks are sent by the worker's main process only when a batch returns; a batch that
+never returns (a killed pool process, a stop during an outage) leaves its messages unacknowledged,
+and the broker redelivers them, which digesting ignores as duplicates. With the solo pool a warm
+shutdown also ends a wait for the database (``processing.resilience``). Tasks never hold
+business logic.
 """
 
 from __future__ import annotations

@@ -55,6 +55,22 @@ def test_library_frames_do_not_split_a_group():
     assert event_group(changed).fingerprint == event_group(event).fingerprint
 
 
+def test_reason_names_the_in_app_frames_newest_first():
+    event = {
+        "exception": {"type": "ZeroDivisionError"},
+        "stacktrace": {
+            "frames": [
+                {"module": "django.core.handlers.base", "function": "_get_response", "library_frame": True},
+                {"module": "app.views", "function": "index", "library_frame": False},
+                {"module": "app.views", "function": "divide", "library_frame": False},
+            ]
+        },
+    }
+    assert event_group(event).reason == (
+        "Grouped by exception type ZeroDivisionError and in-app frames app.views.divide, app.views.index"
+    )
+
+
 def test_in_app_flags_win_over_the_path():
     frame = {"abs_path": "/venv/lib/python3.11/site-packages/x.py"}
     assert frame_is_in_app(frame) is False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -111,4 +112,49 @@ def test_worker_digests_published_events_and_outlasts_a_database_outage(postgres
             worker.kill()
             worker.wait()
         relay.close()
+    assert worker.returncode == 0, log_path.read_text()[-3000:]
+
+
+PUBLISH_FIXTURES = """
+import json, sys, time
+import django
+django.setup()
+from intake.queue import envelope_new, events_enqueue
+from tests.factories import org_app_create
+from tests.processing.helpers import ERROR_FIXTURES
+_, _, app = org_app_create()
+for path in ERROR_FIXTURES:
+    events_enqueue([envelope_new(kind="error", app_id=app.pk, received_at=time.time(), data=json.loads(path.read_text()))])
+print(app.pk)
+"""
+
+
+def test_embedded_worker_digests_from_the_on_disk_queue_into_sqlite(tmp_path):
+    """The default mode, as a fresh clone runs it: SQLite file and kombu's filesystem queue."""
+    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "BROKER_URL", "REDIS_URL"}}
+    env |= {"OPBEAT_VAR_DIR": str(tmp_path), "OPBEAT_DIGEST_FLUSH_SECONDS": "0.2", "DJANGO_SETTINGS_MODULE": "opbeat_server.settings"}
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    published = subprocess.run([python, "-c", PUBLISH_FIXTURES], cwd=ROOT, env=env, check=True, timeout=60, capture_output=True, text=True)
+    app_id = int(published.stdout.strip().splitlines()[-1])
+    log_path = tmp_path / "worker.log"
+    command = [str(CELERY), "-A", "opbeat_server", "worker", "-Q", "events,default", "--pool=solo", "-l", "INFO"]
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def rows(sql: str) -> list[tuple]:
+        with sqlite3.connect(tmp_path / "opbeat.sqlite3", timeout=20) as db:
+            return db.execute(sql, (app_id,)).fetchall()
+
+    try:
+        wait_for(lambda: rows("SELECT count(*) FROM processing_event WHERE app_id = ?") == [(7,)], seconds=60, what="7 events in SQLite")
+        counts = sorted(count for (count,) in rows("SELECT event_count FROM processing_issue WHERE app_id = ?"))
+        assert counts == [1, 1, 1, 2, 2]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
     assert worker.returncode == 0, log_path.read_text()[-3000:]
