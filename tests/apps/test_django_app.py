@@ -155,7 +155,7 @@ def test_every_request_is_a_transaction_named_by_its_url_pattern(run):
     counts = transaction_counts(run)
     assert counts[("GET /orders/<int:pk>/", 200)] == 2
     assert counts[("GET /message/<int:order_id>/", 200)] == 1
-    assert counts[("GET /error", 500)] == 2
+    assert counts[("GET /error", 500)] == 3  # two through the test client, one through ASGI
     assert counts[("POST /checkout", 500)] == 1
     # A re_path pattern reads as a path, a 404 is one group, never one per raw URL.
     assert counts[("GET /legacy/(?P<code>[a-z]+)/", 200)] == 1
@@ -180,3 +180,15 @@ def test_orm_queries_and_custom_spans_are_in_the_sampled_trace(run):
     assert len(spans) == 4
     assert all(s["parent"] == 0 for s in spans)
     assert all(0 <= s["start"] <= sample["duration"] for s in spans)
+
+
+def test_under_asgi_async_and_sync_view_errors_are_captured(run):
+    assert run["asgi"]["statuses"] == [500, 200, 500]
+    first, second = run["asgi"]["events"]
+    assert first["exception"]["value"] == "async boom"
+    assert first["culprit"] == "tests.apps.django_app.views.async_error"
+    assert first["stacktrace"]["frames"][-1]["vars"] == {"request": first["stacktrace"]["frames"][-1]["vars"]["request"], "attempts": 3}
+    assert first["http"]["url"] == "http://testserver/async/error"
+    assert second["exception"]["type"] == "ZeroDivisionError"
+    counts = transaction_counts(run)
+    assert counts[("GET /async/error", 500)] == 1 and counts[("GET /async/ok", 200)] == 1

@@ -7,6 +7,7 @@ object: for each scenario, the response status and the events the agent recorded
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 
@@ -17,7 +18,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import CommandError, call_command  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
+from django.test import AsyncClient, Client, override_settings  # noqa: E402
 
 from opbeat_agent.integrations.django import django_client  # noqa: E402
 
@@ -65,6 +66,15 @@ def main() -> None:
     results["logged_in"] = {"status": response.status_code, "events": list(transport.events), "user_pk": user.pk}
     for path in (f"/orders/{user.pk}/", f"/orders/{user.pk}/", "/legacy/abc/"):
         assert browser.get(path).status_code == 200
+
+    # The same project served through Django's ASGI handler: the middleware chain runs async.
+    async def asgi_requests():
+        asgi = AsyncClient(raise_request_exception=False)
+        return [(await asgi.get(path)).status_code for path in ("/async/error", "/async/ok", "/error")]
+
+    transport.events.clear()
+    statuses = asyncio.run(asgi_requests())
+    results["asgi"] = {"statuses": statuses, "events": list(transport.events)}
     assert django_client().flush(10)
     results["transactions"] = list(transport.transactions)
 

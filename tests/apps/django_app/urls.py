@@ -11,4 +11,6 @@ urlpatterns = [
     path("message/<int:order_id>/", views.message),
     path("orders/<int:pk>/", views.order_detail),
     re_path(r"^legacy/(?P<code>[a-z]+)/$", views.legacy),
+    path("async/error", views.async_error),
+    path("async/ok", views.async_ok),
 ]

@@ -50,3 +50,12 @@ def order_detail(request, pk):
 
 def legacy(request, code):
     return HttpResponse(code)
+
+
+async def async_error(request):
+    attempts = 3  # noqa: F841
+    raise ValueError("async boom")
+
+
+async def async_ok(request):
+    return HttpResponse("async ok")

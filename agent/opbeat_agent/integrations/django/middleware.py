@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+try:
+    from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+except ImportError:  # asgiref < 3.6 (Django < 4.1): sync only, Django adapts around us
+    from inspect import iscoroutinefunction
+
+    def markcoroutinefunction(func: Any) -> Any:
+        raise TypeError("async middleware needs asgiref >= 3.6")
+
 from ...context import scope_pop, scope_push
 from .request import http_from_django, user_from_django
-from .setup import django_client
+from .setup import django_client, request_exception_capture
 
 UNMATCHED = "<unmatched>"
 
@@ -28,27 +36,56 @@ def transaction_name(request: Any) -> str:
 
 
 class OpbeatMiddleware:
+    # Both: under ASGI with async views Django calls us without a thread hop.
     sync_capable = True
-    async_capable = False
+    async_capable = True
 
     def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response
         self.client = django_client()
+        self._is_async = iscoroutinefunction(get_response)
+        if self._is_async:
+            markcoroutinefunction(self)
+
+    def _begin(self, request: Any) -> Any:
+        config = self.client.config
+        token = scope_push(http=lambda: http_from_django(request, config), user=lambda: user_from_django(request))
+        self.client.begin_transaction("request")
+        return token
+
+    def _end(self, request: Any, status: int, token: Any) -> None:
+        try:
+            name = transaction_name(request)
+        except Exception:  # noqa: BLE001 - naming is best effort; the transaction still counts
+            name = f"{getattr(request, 'method', '')} {UNMATCHED}"
+        self.client.end_transaction(name, status)
+        scope_pop(token)
 
     def __call__(self, request: Any) -> Any:
-        client = self.client
-        config = client.config
-        token = scope_push(http=lambda: http_from_django(request, config), user=lambda: user_from_django(request))
-        client.begin_transaction("request")
+        if self._is_async:
+            return self.__acall__(request)
+        token = self._begin(request)
         status = 500
         try:
             response = self.get_response(request)
             status = response.status_code
             return response
         finally:
-            try:
-                name = transaction_name(request)
-            except Exception:  # noqa: BLE001 - naming is best effort; the transaction still counts
-                name = f"{getattr(request, 'method', '')} {UNMATCHED}"
-            client.end_transaction(name, status)
-            scope_pop(token)
+            self._end(request, status, token)
+
+    async def __acall__(self, request: Any) -> Any:
+        token = self._begin(request)
+        status = 500
+        try:
+            response = await self.get_response(request)
+            status = response.status_code
+            return response
+        finally:
+            self._end(request, status, token)
+
+    def process_exception(self, request: Any, exception: BaseException) -> None:
+        # A view's exception, with the exception object in hand. Needed for async views: Django
+        # sends got_request_exception from a worker thread where sys.exc_info() is empty. For sync
+        # views the signal sees it too; the capture mark makes the second one a no-op.
+        request_exception_capture(request, (type(exception), exception, exception.__traceback__))
+        return None

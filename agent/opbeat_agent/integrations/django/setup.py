@@ -86,10 +86,19 @@ def django_setup() -> None:
 
 
 def _on_request_exception(sender: Any, request: Any = None, **kwargs: Any) -> None:
+    exc_info = sys.exc_info()
+    if exc_info[1] is None:
+        # Sent from a worker thread for an async view (no exception in flight there): the
+        # middleware's process_exception has it.
+        return
+    request_exception_capture(request, exc_info)
+
+
+def request_exception_capture(request: Any, exc_info: tuple) -> None:
+    """Capture an exception raised while handling ``request``, with what the request was."""
     client = django_client()
     if not client.active:
         return
-    exc_info = sys.exc_info()
     data: dict = {}
     if request is not None:
         for name, reader in (
