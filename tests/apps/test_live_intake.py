@@ -1,6 +1,7 @@
 """The example Flask app with the agent, sending to the real intake (Opbeat Server's own view,
 served by Django's live server) with a real app's token: the intake answers 202 with the event's
-dashboard URL, and the event is on the queue for the worker, scrubbed as the agent sent it."""
+dashboard URL, the event is on the queue for the worker, scrubbed as the agent sent it; the
+worker's digest groups the app's errors into one issue, and the Location opens its page."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ def broker(request) -> BrokerReader:
     return reader
 
 
-def test_flask_error_reaches_the_real_intake(live_server, transactional_db, broker):
+def test_flask_error_reaches_the_real_intake(live_server, transactional_db, broker, client):
     app_credentials_cache_clear()
-    _, organization, app = org_app_create()
+    owner, organization, app = org_app_create()
     opbeat_agent.set_client(None)
     flask_app = create_app(
         ORGANIZATION_ID=organization.public_id,
@@ -41,11 +42,11 @@ def test_flask_error_reaches_the_real_intake(live_server, transactional_db, brok
         TRANSACTIONS_ENABLED=False,
         INSTRUMENT=False,
     )
-    client = flask_app.extensions["opbeat_agent"].client
+    agent = flask_app.extensions["opbeat_agent"].client
     try:
         assert flask_app.test_client().get("/error?password=pw").status_code == 500
-        assert client.flush(20)
-        transport = client.transport
+        assert agent.flush(20)
+        transport = agent.transport
         assert transport.last_status == 202, transport.stats()
         assert transport.stats()["sent"] == 1
         location = transport.last_location
@@ -61,6 +62,26 @@ def test_flask_error_reaches_the_real_intake(live_server, transactional_db, brok
         frame = event["stacktrace"]["frames"][-1]
         assert frame["function"] == "error" and frame["in_app"] is True
         assert frame["vars"]["secret_password"] == "********"
+
+        # A second request fails the same way: the worker groups both into one issue.
+        assert flask_app.test_client().get("/error").status_code == 500
+        assert agent.flush(20) and transport.stats()["sent"] == 2
+        [second] = broker.envelopes()
+        from processing.digest import events_digest
+        from processing.models import Issue
+
+        assert events_digest(envelopes=[envelope, second]).stored == 2
+        [issue] = Issue.objects.filter(app=app)
+        assert (issue.exception_type, issue.culprit, issue.event_count) == ("ZeroDivisionError", "tests.apps.flask_app.error", 2)
+
+        # The Location the intake answered opens the event's issue for the app's owner.
+        client.force_login(owner)
+        page = client.get(location.removeprefix(settings.BASE_URL), follow=True)
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert "ZeroDivisionError" in html and "tests.apps.flask_app" in html
+        # The local is masked (the source line itself, in the context lines, says "hunter2").
+        assert "secret_password" in html and "********" in html
     finally:
-        client.close(timeout=0)
+        agent.close(timeout=0)
         opbeat_agent.set_client(None)
