@@ -6,8 +6,9 @@ their shape). Each table is written with one bulk statement per batch (per chunk
 which SQLite 3.35+ and PostgreSQL both speak:
 
 1. which apps exist, and which event ids are already stored (a redelivered message);
-2. upsert one issue per (app, fingerprint), adding the new events to its counts, reopening a
-   resolved issue as regressed;
+2. upsert one issue per (app, fingerprint), adding the new events to its counts; a resolved
+   issue that received a new event after it was resolved is reopened as regressed (one more
+   statement, only when the batch touches a resolved issue);
 3. insert the events, ``ON CONFLICT (event_id) DO NOTHING``;
 4. upsert the hourly counts and the issue's distinct users, then add the new users to the issue.
 
@@ -267,7 +268,11 @@ def _existing_event_ids(event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
 
 
 def _issues_upsert(rows: list[_Row], now: datetime) -> dict[tuple[int, str], int]:
-    """One upsert for the issues of ``rows``; returns {(app_id, fingerprint): issue id}."""
+    """One upsert for the issues of ``rows``; returns {(app_id, fingerprint): issue id}.
+
+    Status is left alone here (ignored stays ignored); resolved issues are handed to
+    ``_issues_regress``, as RETURNING shows their status.
+    """
     groups: dict[tuple[int, str], list[_Row]] = defaultdict(list)
     for row in rows:
         groups[(row.app_id, row.group.fingerprint)].append(row)
@@ -275,6 +280,7 @@ def _issues_upsert(rows: list[_Row], now: datetime) -> dict[tuple[int, str], int
     least, greatest = _least_greatest()
     resolved, unresolved = Issue.Status.RESOLVED.value, Issue.Status.UNRESOLVED.value
     ids: dict[tuple[int, str], int] = {}
+    regress: dict[int, datetime] = {}
     # Sorted, so two workers upserting overlapping issues lock them in the same order (no deadlock).
     keys = sorted(groups)
     for chunk in _chunks(keys, 500):
@@ -294,18 +300,42 @@ def _issues_upsert(rows: list[_Row], now: datetime) -> dict[tuple[int, str], int
             ON CONFLICT (app_id, fingerprint) DO UPDATE SET
                 event_count = {table}.event_count + excluded.event_count,
                 first_seen = {least}({table}.first_seen, excluded.first_seen),
-                last_seen = {greatest}({table}.last_seen, excluded.last_seen),
-                is_regressed = CASE WHEN {table}.status = %s THEN %s ELSE {table}.is_regressed END,
-                regressed_at = CASE WHEN {table}.status = %s THEN %s ELSE {table}.regressed_at END,
-                status = CASE WHEN {table}.status = %s THEN %s ELSE {table}.status END
-            RETURNING id, app_id, fingerprint
+                last_seen = {greatest}({table}.last_seen, excluded.last_seen)
+            RETURNING id, app_id, fingerprint, status
         """
-        params += [resolved, True, resolved, _dt(now), resolved, unresolved]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            for issue_id, app_id, fingerprint in cursor.fetchall():
+            for issue_id, app_id, fingerprint, status in cursor.fetchall():
                 ids[(app_id, fingerprint)] = issue_id
+                if status == resolved:
+                    regress[issue_id] = max(row.received_at for row in groups[(app_id, fingerprint)])
+    if regress:
+        _issues_regress(regress, now)
     return ids
+
+
+def _issues_regress(received: dict[int, datetime], now: datetime) -> None:
+    """Reopen resolved issues that received an event after they were resolved, as regressed.
+
+    Compared on the receive time (our clock), not the client's: an event accepted before the
+    issue was resolved and digested after it (a queue backlog) does not reopen it.
+    """
+    table = _table(Issue)
+    items = sorted(received.items())
+    params: list[Any] = [Issue.Status.UNRESOLVED.value, True, _dt(now)]
+    for issue_id, received_at in items:
+        params += [issue_id, _dt(received_at)]
+    params.append(Issue.Status.RESOLVED.value)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} SET status = %s, is_regressed = %s, regressed_at = %s
+            FROM (VALUES {_values(len(items), 2)}) AS v
+            WHERE {table}.id = v.column1 AND {table}.status = %s
+              AND ({table}.resolved_at IS NULL OR {table}.resolved_at < v.column2)
+            """,
+            params,
+        )
 
 
 def _events_insert(rows: list[_Row], issue_ids: dict[tuple[int, str], int]) -> set[uuid.UUID]:

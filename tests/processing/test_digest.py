@@ -85,6 +85,19 @@ def test_resolved_issue_regresses_and_ignored_stays_ignored():
     assert b.status == Issue.Status.IGNORED and not b.is_regressed and b.event_count == 2
 
 
+def test_event_received_before_the_resolve_does_not_reopen():
+    _, _, app = org_app_create()
+    events_digest(envelopes=[envelope(app, message_event("A"), at=utc(2026, 11, 20, 10))])
+    Issue.objects.filter(app=app).update(status=Issue.Status.RESOLVED, resolved_at=utc(2026, 11, 20, 12))
+    # Accepted at 11:00, before the resolve at 12:00, digested only now (a queue backlog).
+    events_digest(envelopes=[envelope(app, message_event("A"), at=utc(2026, 11, 20, 11))])
+    issue = Issue.objects.get(app=app)
+    assert issue.status == Issue.Status.RESOLVED and not issue.is_regressed and issue.event_count == 2
+    events_digest(envelopes=[envelope(app, message_event("A"), at=utc(2026, 11, 20, 12, 30))])
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.UNRESOLVED and issue.is_regressed and issue.event_count == 3
+
+
 def test_redelivery_after_resolving_does_not_reopen():
     _, _, app = org_app_create()
     batch = [envelope(app, message_event("A"))]
