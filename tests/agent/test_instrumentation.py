@@ -137,3 +137,42 @@ def test_every_instrumentation_lists_what_it_patches():
     assert len(names) == len(set(names))
     for instrumentation in INSTRUMENTATIONS:
         assert instrumentation.instrument_list and all(len(entry) == 2 for entry in instrumentation.instrument_list)
+
+
+def test_psycopg2_queries_are_spans_and_the_connection_stays_real(tx_client, postgres_url):
+    psycopg2 = pytest.importorskip("psycopg2")
+    import psycopg2.extensions
+    import psycopg2.extras
+    from psycopg2 import sql
+
+    assert "psycopg2" in instrumented()
+    connection = psycopg2.connect(postgres_url)
+    dict_connection = psycopg2.connect(postgres_url, cursor_factory=psycopg2.extras.RealDictCursor)
+    try:
+        # What a proxy would break: psycopg2's C functions that insist on a real connection.
+        assert type(connection) is psycopg2.extensions.connection
+        psycopg2.extras.register_default_jsonb(conn_or_curs=connection, loads=lambda x: x)
+        assert sql.Identifier("orders").as_string(connection) == '"orders"'
+
+        tx_client.begin_transaction("request")
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE orders (id int, email text)")
+            cursor.executemany("INSERT INTO orders VALUES (%s, %s)", [(1, "a@example.org"), (2, "b@example.org")])
+            cursor.execute(sql.SQL("SELECT id FROM {} WHERE email = %s").format(sql.Identifier("orders")), ("a@example.org",))
+            assert cursor.fetchall() == [(1,)]
+        with dict_connection.cursor() as cursor:
+            cursor.execute("SELECT 41 + 1 AS answer")
+            assert cursor.fetchone() == {"answer": 42}
+        tx_client.end_transaction("GET /pg/", 200)
+    finally:
+        connection.close()
+        dict_connection.close()
+    spans = spans_of(tx_client)
+    assert [(s["signature"], s["kind"]) for s in spans] == [
+        ("CREATE", "db.postgresql.sql"),
+        ("INSERT INTO orders", "db.postgresql.sql"),
+        ("SELECT FROM orders", "db.postgresql.sql"),
+        ("SELECT", "db.postgresql.sql"),
+    ]
+    assert spans[2]["extra"]["sql"] == 'SELECT id FROM "orders" WHERE email = %s'
+    assert spans[3]["extra"]["sql"] == "SELECT ? + ? AS answer"

@@ -2,9 +2,10 @@
 cursors record a span per ``execute``/``executemany``: kind ``db.<vendor>.sql``, signature
 ``SELECT FROM orders``, and the statement with literals replaced (parameters are never read).
 
-Only sqlite3 for now: its connection is a C type whose methods cannot be patched, hence the
-proxy. psycopg2 is left to Django's ``execute_wrapper`` (the Django integration) because
-psycopg2's ``register_type`` refuses a proxied connection.
+sqlite3's connection is a C type whose methods cannot be patched, hence the proxy. psycopg2's
+functions refuse a proxied connection (``register_type``, ``quote_ident``), so there the
+connection stays real and ``connect`` gets a ``cursor_factory`` that subclasses the cursor class
+the app asked for (psycopg2's own mechanism for custom cursors).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class ConnectionProxy(wrapt.ObjectProxy):
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
         return CursorProxy(self.__wrapped__.cursor(*args, **kwargs), self._self_vendor)
 
+    # sqlite3's shortcuts (Connection.execute); a driver without them never reaches these.
     def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
         cursor = _traced(self._self_vendor, sql, self.__wrapped__.execute, sql, *args, **kwargs)
         return CursorProxy(cursor, self._self_vendor)
@@ -77,5 +79,62 @@ class SQLite(Instrumentation):
         # requests that come later.
         def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
             return ConnectionProxy(wrapped(*args, **kwargs), "sqlite")
+
+        return wrapper
+
+
+_traced_cursor_classes: dict = {}
+
+
+def _statement_text(cursor: Any, query: Any) -> str:
+    if isinstance(query, str):
+        return query
+    if isinstance(query, bytes):
+        return query.decode("utf-8", "replace")
+    as_string = getattr(query, "as_string", None)  # psycopg2.sql.Composable
+    if as_string is not None:
+        try:
+            return as_string(cursor)
+        except Exception:  # noqa: BLE001 - fall back to the object's text
+            pass
+    return str(query)
+
+
+def traced_cursor_class(base: type) -> type:
+    """A subclass of psycopg2 cursor class ``base`` whose execute/executemany record spans."""
+    traced = _traced_cursor_classes.get(base)
+    if traced is None:
+
+        def execute(self: Any, query: Any, vars: Any = None) -> Any:
+            if transaction_current() is None or inside("db."):
+                return base.execute(self, query, vars)
+            return _traced("postgresql", _statement_text(self, query), base.execute, self, query, vars)
+
+        def executemany(self: Any, query: Any, vars_list: Any) -> Any:
+            if transaction_current() is None or inside("db."):
+                return base.executemany(self, query, vars_list)
+            return _traced("postgresql", _statement_text(self, query), base.executemany, self, query, vars_list)
+
+        traced = type(base.__name__, (base,), {"execute": execute, "executemany": executemany,
+                                               "__module__": base.__module__, "_opbeat_agent_traced": True})
+        _traced_cursor_classes[base] = traced
+    return traced
+
+
+class Psycopg2(Instrumentation):
+    name = "psycopg2"
+    instrument_list = (("psycopg2", "connect"),)
+
+    def _wrapper(self, module: str, path: str) -> Callable:
+        def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+            try:
+                import psycopg2.extensions
+
+                base = kwargs.get("cursor_factory") or psycopg2.extensions.cursor
+                if isinstance(base, type) and not getattr(base, "_opbeat_agent_traced", False):
+                    kwargs = {**kwargs, "cursor_factory": traced_cursor_class(base)}
+            except Exception:  # noqa: BLE001 - an unexpected cursor_factory: connect untraced
+                pass
+            return wrapped(*args, **kwargs)
 
         return wrapper
