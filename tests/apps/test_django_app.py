@@ -171,13 +171,13 @@ def test_orm_queries_and_custom_spans_are_in_the_sampled_trace(run):
     assert queries[0]["extra"]["sql"] == (
         'SELECT COUNT(*) AS "__count" FROM "auth_user" WHERE "auth_user"."id" = %s'
     )
-    assert [s["signature"] for s in spans if s["kind"] == "code.custom"] == ["price order"]
-    # Auto-instrumented (on by default): the template; the queries are not recorded twice by the
-    # sqlite3 instrumentation under Django's own execute_wrapper.
-    assert [(s["signature"], s["kind"]) for s in spans if s["kind"].startswith("template.")] == [
-        ("order.html", "template.django")
-    ]
-    assert len(spans) == 4
+    # The sampled request is the slower of two: the first (a cache miss) or the second (a hit).
+    # Auto-instrumented (on by default): the cache and the template; the queries are not recorded
+    # twice by the sqlite3 instrumentation under Django's own execute_wrapper.
+    miss = [("get default", "cache.locmem"), ("price order", "code.custom"), ("set default", "cache.locmem")]
+    hit = [("get default", "cache.locmem")]
+    others = [(s["signature"], s["kind"]) for s in spans if s["kind"] != "db.sqlite.sql"]
+    assert others in (miss + [("order.html", "template.django")], hit + [("order.html", "template.django")])
     assert all(s["parent"] == 0 for s in spans)
     assert all(0 <= s["start"] <= sample["duration"] for s in spans)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from .base import Instrumentation
 from .dbapi import Psycopg2, SQLite
 from .http import HTTPClient, Requests
-from .other import DjangoTemplates, Jinja2, Redis
+from .other import DjangoCache, DjangoTemplates, Jinja2, Redis
 
-INSTRUMENTATIONS: list = [SQLite(), Psycopg2(), HTTPClient(), Requests(), Redis(), DjangoTemplates(), Jinja2()]
+INSTRUMENTATIONS: list = [SQLite(), Psycopg2(), HTTPClient(), Requests(), Redis(), DjangoTemplates(), DjangoCache(), Jinja2()]
 
 
 def instrument_all(*, skip: tuple = ()) -> list:
