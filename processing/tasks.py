@@ -45,12 +45,23 @@ def events_digest(requests) -> dict:
             envelopes.extend(batch)
         else:
             logger.warning("events_digest: message %s carries no list of envelopes; skipped", request.id)
-    result = database_patiently(lambda: digest(envelopes=envelopes), what="events_digest")
+    # The intake packs the events of concurrent requests into one message, so a batch of messages
+    # can hold many more envelopes: they are stored in transactions of at most this many, which
+    # bounds statement size and lock time. A crash between two leaves the first committed, and
+    # the redelivery skips it as duplicates.
+    size = settings.OPBEAT_LIMITS["digest_batch_size"]
+    totals = {"stored": 0, "duplicates": 0, "skipped": 0}
+    for start in range(0, len(envelopes), size):
+        part = envelopes[start : start + size]
+        result = database_patiently(lambda: digest(envelopes=part), what="events_digest")
+        totals["stored"] += result.stored
+        totals["duplicates"] += result.duplicates
+        totals["skipped"] += result.skipped
     logger.info(
         "events_digest: %d messages, %d envelopes: %d stored, %d duplicates, %d skipped",
-        len(requests), result.received, result.stored, result.duplicates, result.skipped,
+        len(requests), len(envelopes), totals["stored"], totals["duplicates"], totals["skipped"],
     )  # fmt: skip
-    return {"stored": result.stored, "duplicates": result.duplicates, "skipped": result.skipped}
+    return totals
 
 
 @app.task(name="processing.tasks.rejections_record", acks_late=True)

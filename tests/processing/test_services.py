@@ -96,6 +96,15 @@ def pauses_recorder(limit: int = 20):
     return pauses, sleep
 
 
+def test_batch_task_stores_a_large_batch_in_bounded_transactions(settings):
+    limits(settings, digest_batch_size=4)
+    _, _, app = org_app_create()
+    batch = [envelope(app, {"message": f"kind {'ABC'[i % 3]}"}) for i in range(10)]
+    result = events_digest_task.apply(args=(batch + batch[:2],)).get()
+    assert result == {"stored": 10, "duplicates": 2, "skipped": 0}
+    assert sorted(Issue.objects.filter(app=app).values_list("event_count", flat=True)) == [3, 3, 4]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_database_patiently_repeats_on_a_fresh_connection_until_the_database_answers():
     pauses, sleep = pauses_recorder()
