@@ -31,10 +31,12 @@ __all__ = [
     "OpbeatHandler",
     "Transport",
     "__version__",
+    "begin_transaction",
     "capture_exception",
     "capture_message",
     "client_from_settings",
     "config_build",
+    "end_transaction",
     "extra_set",
     "flush",
     "get_client",
@@ -73,6 +75,17 @@ def capture_exception(exc_info: Any = None, **kwargs: Any) -> Optional[str]:
 def capture_message(message: str, params: Any = (), **kwargs: Any) -> Optional[str]:
     client = _client
     return client.capture_message(message, params, **kwargs) if client is not None else None
+
+
+def begin_transaction(kind: str = "request") -> Any:
+    """``Client.begin_transaction`` on the global client; None when there is none."""
+    client = _client
+    return client.begin_transaction(kind) if client is not None else None
+
+
+def end_transaction(name: Optional[str] = None, result: Any = None) -> Any:
+    client = _client
+    return client.end_transaction(name, result) if client is not None else None
 
 
 def flush(timeout: Optional[float] = None) -> bool:

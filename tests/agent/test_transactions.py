@@ -195,3 +195,14 @@ def test_end_without_begin_and_disabled_transactions(recording):
     other = Client(**IDS, transport=MemoryTransport())
     assert other.end_transaction("never begun", 200) is None
     assert other.flush(5) and other.transport.transactions == []
+
+
+def test_global_begin_and_end(recording):
+    assert opbeat_agent.begin_transaction("worker") is None  # no client yet: a no-op
+    client = opbeat_agent.init(**IDS, transport=recording)
+    opbeat_agent.begin_transaction("worker")
+    with trace("poll"):
+        pass
+    opbeat_agent.end_transaction("inbox loop", "ok")
+    assert counts(one_body(client)) == {("inbox loop", "ok", "worker"): 1}
+    client.close(timeout=1)
