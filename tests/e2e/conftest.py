@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -51,3 +52,48 @@ def log_dir(tmp_path: Path) -> Path:
     path = tmp_path / "logs"
     path.mkdir()
     return path
+
+
+@dataclass
+class ProductionStack:
+    """gunicorn and a Celery worker on the real PostgreSQL, RabbitMQ and Redis, on a free port."""
+
+    base_url: str
+    env: dict[str, str]
+    processes: list[stack.Process]
+
+    def logs(self) -> str:
+        return "\n".join(process.log_tail() for process in self.processes)
+
+    def assert_running(self) -> None:
+        for process in self.processes:
+            process.assert_running()
+
+
+@pytest.fixture
+def production_stack(
+    e2e_database_url: str, e2e_broker_url: str, redis_url: str, var_dir: Path, log_dir: Path
+) -> Iterator[ProductionStack]:
+    port = stack.port_free()
+    base_url = f"http://127.0.0.1:{port}"
+    env = stack.child_env(
+        var_dir, DATABASE_URL=e2e_database_url, BROKER_URL=e2e_broker_url, REDIS_URL=redis_url, BASE_URL=base_url
+    )
+    # What a deploy does before starting the web processes.
+    stack.manage("migrate", "--noinput", env=env)
+    stack.manage("collectstatic", "--noinput", env=env)
+    running = ProductionStack(base_url, env, [])
+    try:
+        running.processes.append(stack.gunicorn_start(port=port, env=env, log_dir=log_dir))
+        running.processes.append(stack.worker_start(env=env, log_dir=log_dir))
+        stack.wait_until(
+            lambda: running.assert_running() or stack.port_listening(port),
+            timeout=stack.START_TIMEOUT,
+            what="gunicorn",
+            on_timeout=running.logs,
+        )
+        yield running
+        running.assert_running()
+    finally:
+        for process in running.processes:
+            process.stop()
