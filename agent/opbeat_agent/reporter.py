@@ -71,6 +71,11 @@ class TransactionsReporter:
             return
         try:
             self._ensure_worker()
+            if transaction.spans and self._queue.qsize() * 2 > self._queue.maxsize:
+                # Falling behind: keep the timing (the histograms), shed the detail. Spans are what
+                # makes a queued transaction heavy (up to transaction_max_spans each).
+                transaction.spans_dropped += len(transaction.spans)
+                transaction.spans = []
             self._queue.put_nowait(transaction)
         except (queue.Full, RuntimeError):
             with self._lock:
