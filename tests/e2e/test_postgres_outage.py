@@ -1,5 +1,6 @@
-"""While PostgreSQL is down the intake keeps answering 202 for apps it has seen, and the worker
-stores every one of those events once PostgreSQL is back: none lost, none counted twice.
+"""While PostgreSQL is down the intake keeps answering 202 for apps it has seen (and 503 with
+Retry-After for an app it has never seen), and the worker stores every accepted event once
+PostgreSQL is back: none lost, none counted twice.
 
 The shared PostgreSQL server is never stopped (other tests run on it): this test starts a private
 cluster with the system's ``initdb``/``pg_ctl`` on a free port in a temporary directory, and points
@@ -128,6 +129,13 @@ def test_intake_accepts_during_postgres_outage_and_worker_stores_every_event(
             "--org", "Outage", "--app", "shop", env=env,
         ).strip().splitlines()[-1]
     )  # fmt: skip
+    # Created but never posted to: the intake has not seen it, so it cannot vouch for it mid-outage.
+    unseen = json.loads(
+        stack.manage(
+            "opbeat_create_app", "--email", "outage@example.com", "--password", "correct horse battery 42",
+            "--org", "Outage", "--app", "never-posted", env=env,
+        ).strip().splitlines()[-1]
+    )  # fmt: skip
     app_pk = stack.postgres_count(database_url, "SELECT id FROM accounts_app WHERE public_id = %s", (credentials["app_id"],))
 
     def stored() -> int:
@@ -157,6 +165,9 @@ def test_intake_accepts_during_postgres_outage_and_worker_stores_every_event(
             response = stack.captured_error_post(base_url, captured[i % len(captured)], **credentials)
             assert response.status_code == 202, f"during the outage: {response.status_code} {response.text}\n{logs()}"
             assert response.headers["Location"].startswith(f"{base_url}/orgs/{credentials['organization_id']}/")
+        refused = stack.captured_error_post(base_url, captured[0], **unseen)
+        assert refused.status_code == 503, f"unseen app during the outage: {refused.status_code} {refused.text}"
+        assert refused.headers.get("Retry-After")
         # Give the worker time to take the messages and meet the outage (it must hold them, unacked).
         time.sleep(5)
         for process in processes:
