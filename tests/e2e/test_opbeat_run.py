@@ -73,3 +73,55 @@ def test_a_busy_port_is_refused_before_anything_starts(var_dir: Path, log_dir: P
     assert f"127.0.0.1:{port} is already in use" in runner.log_path.read_text(errors="replace")
     # It refused before migrating: nothing was created under var/.
     assert not (var_dir / "opbeat.sqlite3").exists()
+
+
+def test_embedded_queue_keeps_events_across_a_restart(var_dir: Path, log_dir: Path):
+    """Embedded mode's on-disk queue: events accepted while no worker runs are digested once
+    ``opbeat_run`` starts, from the files under var/queue."""
+    import json
+    import sqlite3
+
+    env = stack.child_env(var_dir)
+    stack.manage("migrate", "--noinput", env=env)
+    credentials = json.loads(
+        stack.manage(
+            "opbeat_create_app", "--email", "queue@example.com", "--password", "correct horse battery 42",
+            "--org", "Queue", "--app", "shop", env=env,
+        ).strip().splitlines()[-1]
+    )  # fmt: skip
+
+    # Only a web server: the intake accepts and queues, nobody digests.
+    web_port = stack.port_free()
+    web = stack.gunicorn_start(port=web_port, env={**env, "BASE_URL": f"http://127.0.0.1:{web_port}"}, log_dir=log_dir)
+    captured = [e for e in stack.captured_errors() if e.decoded.get("exception")]
+    try:
+        stack.wait_until(lambda: stack.port_listening(web_port), timeout=stack.START_TIMEOUT, what="gunicorn", on_timeout=web.log_tail)
+        for error in captured:
+            response = stack.captured_error_post(f"http://127.0.0.1:{web_port}", error, **credentials)
+            assert response.status_code == 202, f"{error.name}: {response.status_code} {response.text}"
+    finally:
+        web.stop()
+    assert any((var_dir / "queue").iterdir()), "nothing was queued on disk"
+
+    def stored() -> int:
+        with sqlite3.connect(var_dir / "opbeat.sqlite3", timeout=20) as db:
+            return db.execute("SELECT count(*) FROM processing_event").fetchone()[0]
+
+    assert stored() == 0
+    port = stack.port_free()
+    runner = stack.Process.start(
+        "opbeat_run",
+        [sys.executable, "manage.py", "opbeat_run", "--port", str(port), "--workers", "1"],
+        env=env,
+        log_dir=log_dir,
+    )
+    try:
+
+        def digested() -> bool:
+            runner.assert_running()
+            return stored() >= len(captured)
+
+        stack.wait_until(digested, timeout=stack.DIGEST_TIMEOUT, what="the queued events", on_timeout=runner.log_tail)
+        assert stored() == len(captured)
+    finally:
+        runner.stop()
