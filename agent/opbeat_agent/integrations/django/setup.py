@@ -1,5 +1,6 @@
 """Wiring the agent into Django: the client from ``settings.OPBEAT``, the middleware inserted at the
-top of ``MIDDLEWARE`` when missing, and the ``got_request_exception`` receiver.
+top of ``MIDDLEWARE`` when missing, the ``got_request_exception`` receiver, and a span per ORM
+query through Django's documented ``execute_wrapper`` hook.
 
 ``django_setup`` runs from the app's ``ready()``, before Django builds its request handler, which
 is why inserting the middleware there takes effect. It never raises: a bad setting disables the
