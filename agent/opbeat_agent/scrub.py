@@ -3,7 +3,8 @@
 Keys are matched case-insensitively as substrings against ``Config.scrub_keys`` (so ``csrftoken``,
 ``X-Api-Key`` and ``user_password2`` are caught); their values become ``********``, the original
 agent's mask, wherever they sit: frame locals, headers, cookies, query strings, form and JSON
-bodies, ``extra``. Independently of keys, digit runs that pass the Luhn check like a payment card
+bodies, ``extra``, and ``key=value`` pairs inside any string we send (a URL in a library frame's
+``repr`` of the request, the WSGI environ's ``QUERY_STRING``). Independently of keys, digit runs that pass the Luhn check like a payment card
 number (13 to 19 digits, spaces or dashes allowed) are masked inside any string we send.
 
 This module never raises on odd input (non-string keys, bytes, cycles): it masks what it
@@ -20,6 +21,9 @@ from urllib.parse import quote_plus, unquote_plus, urlsplit, urlunsplit
 MASK = "********"
 
 _CARD_RE = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
+# ``key=value`` at the start of a string or after ? & ; or a space: query strings, URLs inside a
+# repr ("<Request 'http://h/p?password=pw' [GET]>"), "token=abc" in a log line.
+_PAIR_RE = re.compile(r"(?:^|(?<=[?&;\s]))([\w.\-\[\]%]+)=([^&#;\s'\"<>]*)")
 _MAX_DEPTH = 20
 
 
@@ -46,10 +50,14 @@ class Scrubber:
         return bool(self._key_re.search(str(key).lower()))
 
     def text(self, value: str) -> str:
-        """``value`` with anything that looks like a payment card number masked."""
-        if not (self.enabled and self.card_numbers) or not isinstance(value, str):
+        """``value`` with the values of sensitive ``key=value`` pairs masked (a URL or a query
+        string inside a repr, an environ's ``QUERY_STRING``, a log line) and anything that looks
+        like a payment card number masked."""
+        if not self.enabled or not isinstance(value, str):
             return value
-        if sum(c.isdigit() for c in value[:4096]) < 13:
+        if "=" in value and self._key_re is not None:
+            value = _PAIR_RE.sub(self._pair_mask, value)
+        if not self.card_numbers or sum(c.isdigit() for c in value[:4096]) < 13:
             return value  # cheap exit for the common case: too few digits to hold a card number
 
         def replace(match: re.Match) -> str:
@@ -57,6 +65,16 @@ class Scrubber:
             return MASK if 13 <= len(digits) <= 19 and _luhn_ok(digits) else match.group(0)
 
         return _CARD_RE.sub(replace, value)
+
+    def _pair_mask(self, match: re.Match) -> str:
+        key, raw = match.group(1), match.group(2)
+        if not raw or raw == MASK:
+            return match.group(0)
+        try:
+            sensitive = self.key_is_sensitive(unquote_plus(key))
+        except Exception:  # noqa: BLE001 - an undecodable key is not one of ours
+            sensitive = False
+        return f"{key}={MASK}" if sensitive else match.group(0)
 
     def value(self, value: Any, _depth: int = 0) -> Any:
         """Scrub a JSON-like structure: sensitive keys masked at any depth, card numbers in strings."""

@@ -43,6 +43,23 @@ def test_card_numbers(scrubber, text, expected):
     assert scrubber.text(text) == expected
 
 
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        # A library frame's locals: the request's repr, the WSGI environ's raw URI.
+        ("<Request 'http://h/error?foo=bar&password=pw' [GET]>", f"<Request 'http://h/error?foo=bar&password={MASK}' [GET]>"),
+        ("/error?password=pw&q=1", f"/error?password={MASK}&q=1"),
+        ("api_key=abc", f"api_key={MASK}"),
+        ("retrying with token=abc123 now", f"retrying with token={MASK} now"),
+        ("sessionid=abc; theme=dark", f"sessionid={MASK}; theme=dark"),
+        ("x == 1 and y=2", "x == 1 and y=2"),
+        ("password=", "password="),
+    ],
+)
+def test_key_value_pairs_inside_strings(scrubber, text, expected):
+    assert scrubber.text(text) == expected
+
+
 def test_nested_structures(scrubber):
     data = {"user": {"name": "a", "auth": {"token": "t"}}, "items": [{"password": "p", "qty": 2}], "empty_password": ""}
     assert scrubber.value(data) == {

@@ -75,6 +75,9 @@ def test_an_unhandled_error_arrives_once_with_the_request(run):
     assert frame["context_line"] == "    return HttpResponse(str(1 / divisor))"
     assert frame["in_app"] is True
     assert frame["vars"]["secret_password"] == "********" and frame["vars"]["divisor"] == 0
+    # The request's repr in the locals carries the query string: masked there too.
+    assert frame["vars"]["request"] == "<WSGIRequest: GET '/error?foo=bar&password=********'>"
+    assert "password=pw" not in json.dumps(event)
     assert all(not f["in_app"] for f in event["stacktrace"]["frames"] if f["module"].startswith("django."))
 
 
