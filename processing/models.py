@@ -94,3 +94,150 @@ class RejectionCount(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "reason", "hour"], name="rejection_unique")]
+
+
+# --- Releases, suspect commits and alerts (issue 5) -------------------------------------------------
+
+
+class Release(models.Model):
+    """One deploy of a version to an environment. ``deploy_order`` numbers the releases of an
+    (app, environment) in the order they were first posted: "after release R" means a larger
+    number in the same environment. Re-posting a release keeps its number (idempotent)."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="releases")
+    version = models.CharField(max_length=200)
+    environment = models.CharField(max_length=100, blank=True, default="")
+    branch = models.CharField(max_length=200, blank=True, default="")
+    # The original release tracker's status ("completed", "machine-completed").
+    status = models.CharField(max_length=40, blank=True, default="")
+    deployed_at = models.DateTimeField()
+    deploy_order = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["app", "environment", "version"], name="release_unique"),
+            models.UniqueConstraint(fields=["app", "environment", "deploy_order"], name="release_order_unique"),
+        ]
+        indexes = [models.Index(fields=["app", "deployed_at"], name="release_app_deployed")]
+
+
+class Commit(models.Model):
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    sha = models.CharField(max_length=64)
+    author_name = models.CharField(max_length=200, blank=True, default="")
+    # Lowercased: matched against members' emails and aliases.
+    author_email = models.CharField(max_length=254, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    timestamp = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "sha"], name="commit_unique")]
+        indexes = [models.Index(fields=["app", "timestamp"], name="commit_app_time")]
+
+
+class ReleaseCommit(models.Model):
+    """The commits a release brought (since the previous one); ``position`` 0 is the newest."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="release_commits")
+    commit = models.ForeignKey(Commit, on_delete=models.CASCADE, related_name="release_commits")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["release", "commit"], name="release_commit_unique")]
+
+
+class CommitFile(models.Model):
+    """A file a commit changed, with its hunks ``[[old_start, old_lines, new_start, new_lines], ...]``
+    as ``git diff -U0`` reports them; app is repeated so the suspect search needs no join."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    commit = models.ForeignKey(Commit, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=500)
+    status = models.CharField(max_length=20, blank=True, default="modified")
+    hunks = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["commit", "path"], name="commit_file_unique")]
+        indexes = [models.Index(fields=["app", "path"], name="commit_file_app_path")]
+
+
+class IssueFollowup(models.Model):
+    """What the worker decided about an issue after digesting it: its release, suspect commit,
+    assignee, and the alerts sent. Its own table so the digest's bulk upserts of ``Issue`` stay
+    untouched; one row per issue, created when the issue is first followed up."""
+
+    issue = models.OneToOneField(Issue, on_delete=models.CASCADE, related_name="followup")
+    first_release = models.CharField(max_length=200, blank=True, default="")
+    first_environment = models.CharField(max_length=100, blank=True, default="")
+    regressed_release = models.CharField(max_length=200, blank=True, default="")
+    suspect_commit = models.ForeignKey(Commit, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    suspect_reason = models.TextField(blank=True, default="")
+    assignee = models.ForeignKey("accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # A person chose the assignee: the worker never changes it again.
+    assigned_manually = models.BooleanField(default=False)
+    # "Resolve in the next release": regress only on an event of a release deployed after this one.
+    resolved_in_release = models.ForeignKey(Release, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    regression_alerted_at = models.DateTimeField(null=True, blank=True)
+    spike_alerted_at = models.DateTimeField(null=True, blank=True)
+    last_alert_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["first_release"], name="followup_first_release")]
+
+
+class AppAlertSettings(models.Model):
+    """Per-app policy for assignment and alerts (data, not settings); a missing row means the defaults."""
+
+    app = models.OneToOneField(App, on_delete=models.CASCADE, related_name="alert_settings")
+    auto_assign = models.BooleanField(default=True)
+    alert_new = models.BooleanField(default=True)
+    alert_regression = models.BooleanField(default=True)
+    alert_spike = models.BooleanField(default=True)
+    spike_threshold = models.PositiveIntegerField(default=100)
+    spike_window_minutes = models.PositiveIntegerField(default=60)
+    # At most one alert per issue per this window.
+    issue_window_minutes = models.PositiveIntegerField(default=60)
+    # New issues within this many minutes of a person's last alert go into one digest.
+    digest_minutes = models.PositiveIntegerField(default=5)
+    webhook_url = models.URLField(max_length=500, blank=True, default="")
+
+
+class AlertSubscription(models.Model):
+    class Mode(models.TextChoices):
+        ALL = "all", "All alerts"
+        ASSIGNED = "assigned", "Only issues assigned to me"
+        NONE = "none", "None"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.ALL)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "user"], name="alert_subscription_unique")]
+
+
+class EmailAlias(models.Model):
+    """Another address a person commits with; matched against commit authors."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="email_aliases")
+    email = models.CharField(max_length=254, unique=True)
+
+
+class AlertNotice(models.Model):
+    """One alert for one recipient (an email address, or "webhook"). ``sent_at`` empty means it
+    waits for the next digest of that recipient."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16)
+    recipient = models.CharField(max_length=254)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["recipient", "sent_at"], name="alert_notice_recipient"),
+            models.Index(fields=["issue", "created_at"], name="alert_notice_issue"),
+        ]
