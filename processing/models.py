@@ -241,3 +241,89 @@ class AlertNotice(models.Model):
             models.Index(fields=["recipient", "sent_at"], name="alert_notice_recipient"),
             models.Index(fields=["issue", "created_at"], name="alert_notice_issue"),
         ]
+
+
+# --- Performance (issue 4): written by ``processing.rollups``, read by ``dashboards.performance`` ---
+
+
+class TransactionName(models.Model):
+    """A transaction name of an app (``GET /orders/<int:pk>/``, a task name). At most
+    ``OPBEAT_LIMITS["transaction_names_per_app"]`` per app: later names are counted under
+    ``OTHER``. The row named ``TOTAL`` ("" never comes from a client) holds the app's totals."""
+
+    OTHER = "_other"
+    TOTAL = ""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=300, blank=True)
+    kind = models.CharField(max_length=60, default="request")
+    first_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "name"], name="transaction_name_unique")]
+
+
+class TransactionRollup(models.Model):
+    """One transaction name's requests in one minute, hour or day: the same numbers at three
+    resolutions, written together, so a range of any length reads a bounded number of rows.
+
+    ``sketch`` is the durations' distribution (``processing.sketches``: 1 % relative bins that
+    merge by adding); ``span_ms`` is exclusive time per span kind over transactions whose
+    durations sum to ``span_base_ms`` (every transaction for the original agent, the sampled
+    traces for opbeat-agent), so a share of time is ``span_ms[kind] / span_base_ms``.
+    """
+
+    class Resolution(models.IntegerChoices):
+        MINUTE = 60, "minute"
+        HOUR = 3600, "hour"
+        DAY = 86400, "day"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    name = models.ForeignKey(TransactionName, on_delete=models.CASCADE, related_name="rollups")
+    resolution = models.PositiveIntegerField(choices=Resolution.choices)
+    bucket = models.DateTimeField()
+    count = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    sum_ms = models.FloatField(default=0.0)
+    min_ms = models.FloatField(default=0.0)
+    max_ms = models.FloatField(default=0.0)
+    sketch = models.BinaryField(default=b"")
+    span_base_ms = models.FloatField(default=0.0)
+    span_ms = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "resolution", "bucket"], name="transaction_rollup_unique")
+        ]
+        indexes = [models.Index(fields=["app", "resolution", "bucket"], name="transaction_rollup_app")]
+
+
+class TransactionTrace(models.Model):
+    """A sampled transaction kept whole, with its spans, for the waterfall: the slowest few of
+    each name and minute are stored, and pruning keeps the slowest few of each name and hour."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    name = models.ForeignKey(TransactionName, on_delete=models.CASCADE, related_name="traces")
+    # The agent's trace id, or one derived from the intake's envelope id: unique, so a
+    # redelivered message stores nothing twice.
+    trace_id = models.CharField(max_length=80)
+    timestamp = models.DateTimeField()
+    duration_ms = models.FloatField()
+    result = models.CharField(max_length=40, blank=True, default="")
+    hostname = models.CharField(max_length=200, blank=True, default="")
+    release = models.CharField(max_length=200, blank=True, default="")
+    spans = models.JSONField(default=list)
+    spans_dropped = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "trace_id"], name="transaction_trace_unique")]
+        indexes = [models.Index(fields=["name", "timestamp"], name="transaction_trace_name_time")]
+
+
+class TransactionEnvelope(models.Model):
+    """Transactions envelopes already rolled up (the intake's envelope id): a redelivered message
+    adds nothing. Pruned after a few days, long after any redelivery."""
+
+    event_id = models.UUIDField(unique=True)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    received_at = models.DateTimeField()
