@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from . import views
+from . import releases, views
 
 urlpatterns = [
     # The trailing slash is optional: an agent configured without it must not get a redirect
@@ -9,6 +9,16 @@ urlpatterns = [
         r"^organizations/(?P<organization_id>[0-9A-Za-z_-]{1,64})/apps/(?P<app_id>[0-9A-Za-z_-]{1,64})/errors/?$",
         views.errors_create,
         name="intake_errors",
+    ),
+    re_path(
+        r"^organizations/(?P<organization_id>[0-9A-Za-z_-]{1,64})/apps/(?P<app_id>[0-9A-Za-z_-]{1,64})/releases/?$",
+        releases.releases_create,
+        name="intake_releases",
+    ),
+    re_path(
+        r"^organizations/(?P<organization_id>[0-9A-Za-z_-]{1,64})/apps/(?P<app_id>[0-9A-Za-z_-]{1,64})/releases/latest/?$",
+        releases.release_latest,
+        name="intake_release_latest",
     ),
     # Keep last: any other path under /api/v1/ answers JSON. Later endpoints go above it.
     re_path(r"^(?P<rest>.*)$", views.api_not_found),

@@ -190,6 +190,8 @@ OPBEAT_LIMITS = {
     "max_compressed_bytes": _env_int("OPBEAT_MAX_COMPRESSED_BYTES", 1 * 1024 * 1024),
     "max_error_bytes": _env_int("OPBEAT_MAX_ERROR_BYTES", 1 * 1024 * 1024),
     "max_transactions_bytes": _env_int("OPBEAT_MAX_TRANSACTIONS_BYTES", 16 * 1024 * 1024),
+    # A release with its commits, files and hunks (opbeat-agent release), decompressed.
+    "max_release_bytes": _env_int("OPBEAT_MAX_RELEASE_BYTES", 8 * 1024 * 1024),
     "max_json_depth": 32,
     "max_frames": 250,
     # Default per-app quota; each App row can override it.

@@ -39,7 +39,8 @@ from django.db.models import F
 from accounts.models import App
 
 from . import grouping
-from .models import Event, Issue, IssueHourly, IssueUser
+from .models import Event, Issue, IssueFollowup, IssueHourly, IssueUser
+from .releases import issues_regress_next_release
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +282,7 @@ def _issues_upsert(rows: list[_Row], now: datetime) -> dict[tuple[int, str], int
     resolved, unresolved = Issue.Status.RESOLVED.value, Issue.Status.UNRESOLVED.value
     ids: dict[tuple[int, str], int] = {}
     regress: dict[int, datetime] = {}
+    regress_keys: dict[int, tuple[int, str]] = {}
     # Sorted, so two workers upserting overlapping issues lock them in the same order (no deadlock).
     keys = sorted(groups)
     for chunk in _chunks(keys, 500):
@@ -309,8 +311,20 @@ def _issues_upsert(rows: list[_Row], now: datetime) -> dict[tuple[int, str], int
                 ids[(app_id, fingerprint)] = issue_id
                 if status == resolved:
                     regress[issue_id] = max(row.received_at for row in groups[(app_id, fingerprint)])
+                    regress_keys[issue_id] = (app_id, fingerprint)
     if regress:
-        _issues_regress(regress, now)
+        # Issues resolved "in the next release" reopen only for an event of a later release
+        # (``processing.releases``); the others by receive time, below.
+        by_release = set(
+            IssueFollowup.objects.filter(issue_id__in=regress, resolved_in_release__isnull=False).values_list("issue_id", flat=True)
+        )
+        if by_release:
+            issues_regress_next_release(
+                events={i: [(row.release, row.environment) for row in groups[regress_keys[i]]] for i in by_release}, now=now
+            )
+        plain = {issue_id: received for issue_id, received in regress.items() if issue_id not in by_release}
+        if plain:
+            _issues_regress(plain, now)
     return ids
 
 

@@ -51,16 +51,24 @@ def events_digest(requests) -> dict:
     # the redelivery skips it as duplicates.
     size = settings.OPBEAT_LIMITS["digest_batch_size"]
     totals = {"stored": 0, "duplicates": 0, "skipped": 0}
+    issue_ids: set[int] = set()
     for start in range(0, len(envelopes), size):
         part = envelopes[start : start + size]
         result = database_patiently(lambda: digest(envelopes=part), what="events_digest")
         totals["stored"] += result.stored
         totals["duplicates"] += result.duplicates
         totals["skipped"] += result.skipped
+        issue_ids |= result.issue_ids
     logger.info(
         "events_digest: %d messages, %d envelopes: %d stored, %d duplicates, %d skipped",
         len(requests), len(envelopes), totals["stored"], totals["duplicates"], totals["skipped"],
     )  # fmt: skip
+    if issue_ids:
+        # Assignment and alerts run on the default queue: an SMTP server never slows digesting.
+        try:
+            issues_followup.delay(sorted(issue_ids))
+        except Exception:  # noqa: BLE001 - the events are stored; losing their alerts beats redelivering the batch
+            logger.exception("events_digest: could not enqueue the follow-up of %d issue(s)", len(issue_ids))
     return totals
 
 
@@ -79,3 +87,32 @@ def events_prune() -> dict:
     from .services import events_prune as prune
 
     return database_patiently(prune, what="events_prune")
+
+
+@app.task(name="processing.tasks.release_store", acks_late=True)
+def release_store(envelope: dict) -> int | None:
+    """One release envelope from the intake (``intake/releases.py``)."""
+    from .releases import envelope_release_store
+    from .resilience import database_patiently
+
+    release = database_patiently(lambda: envelope_release_store(envelope=envelope), what="release_store")
+    return release.pk if release is not None else None
+
+
+@app.task(name="processing.tasks.issues_followup", acks_late=True)
+def issues_followup(issue_ids: list) -> dict:
+    """Suspect commit, assignment and alerts for the issues a digest batch touched."""
+    from .followup import issues_followup as followup
+    from .resilience import database_patiently
+
+    ids = [i for i in issue_ids if isinstance(i, int) and not isinstance(i, bool)]
+    return database_patiently(lambda: followup(issue_ids=ids), what="issues_followup")
+
+
+@app.task(name="processing.tasks.alerts_flush")
+def alerts_flush() -> int:
+    """Digest emails for the alerts that waited out their recipient's digest window."""
+    from .alerts import alerts_flush as flush
+    from .resilience import database_patiently
+
+    return database_patiently(flush, what="alerts_flush")

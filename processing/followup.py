@@ -1,0 +1,92 @@
+"""What happens to issues after their events are stored: a new issue gets its first release, its
+suspect commit and assignee, and a "new issue" alert; a regressed one a "regression" alert; a
+busy one a "spike" alert. Run by ``processing.tasks.issues_followup`` for the issues a digest
+batch touched, outside the digest's transaction, so a slow SMTP server never holds up storing.
+
+At most one alert per issue per ``issue_window_minutes``; a new issue is claimed by creating its
+``IssueFollowup`` row (unique), so two workers never alert twice. A manual assignment
+(``assigned_manually``) is never changed here.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.db import IntegrityError, transaction
+
+from .alerts import alert_settings_get, issue_alert
+from .models import Event, Issue, IssueFollowup
+from .suspects import member_for_email, suspect_find
+
+logger = logging.getLogger(__name__)
+
+
+def _followup_new(issue: Issue, *, auto_assign: bool) -> IssueFollowup | None:
+    """Create the issue's follow-up row with its release, suspect and assignee; None if another
+    worker already did."""
+    first = Event.objects.filter(issue=issue).order_by("timestamp", "pk").first()
+    followup = IssueFollowup(issue=issue)
+    if first is not None:
+        followup.first_release, followup.first_environment = first.release, first.environment
+        if auto_assign:
+            data = first.data if isinstance(first.data, dict) else {}
+            suspect = suspect_find(app=issue.app, data=data, release=first.release, environment=first.environment)
+            if suspect is not None:
+                followup.suspect_commit = suspect.commit
+                followup.suspect_reason = suspect.reason
+                followup.assignee = member_for_email(app=issue.app, email=suspect.commit.author_email)
+                if followup.assignee is None:
+                    followup.suspect_reason += f"; its author {suspect.commit.author_email or suspect.commit.author_name} is not a member, so nobody was assigned"
+    try:
+        with transaction.atomic():
+            followup.save()
+    except IntegrityError:
+        return None
+    return followup
+
+
+def issue_followup(*, issue: Issue, now: datetime) -> str:
+    """Follow up one issue; returns the alert sent ("new", "regression", "spike") or ""."""
+    policy = alert_settings_get(app=issue.app)
+    followup = IssueFollowup.objects.filter(issue=issue).select_related("suspect_commit", "assignee").first()
+    kind = ""
+    if followup is None:
+        followup = _followup_new(issue, auto_assign=policy.auto_assign)
+        if followup is None:
+            return ""
+        kind = "new" if policy.alert_new else ""
+    elif issue.is_regressed and issue.regressed_at and (
+        followup.regression_alerted_at is None or followup.regression_alerted_at < issue.regressed_at
+    ):
+        latest = Event.objects.filter(issue=issue).order_by("-timestamp", "-pk").values_list("release", flat=True).first()
+        updates = {"regression_alerted_at": now}
+        if not followup.regressed_release and latest:
+            updates["regressed_release"] = latest
+        IssueFollowup.objects.filter(pk=followup.pk).update(**updates)
+        for name, value in updates.items():
+            setattr(followup, name, value)
+        kind = "regression" if policy.alert_regression else ""
+    elif policy.alert_spike and issue.status == Issue.Status.UNRESOLVED:
+        window = timedelta(minutes=policy.spike_window_minutes)
+        recent = Event.objects.filter(issue=issue, received_at__gte=now - window).count()
+        if recent >= policy.spike_threshold and (followup.spike_alerted_at is None or followup.spike_alerted_at < now - window):
+            IssueFollowup.objects.filter(pk=followup.pk).update(spike_alerted_at=now)
+            kind = "spike"
+    if not kind or issue.status == Issue.Status.IGNORED:
+        return ""
+    if followup.last_alert_at is not None and followup.last_alert_at > now - timedelta(minutes=policy.issue_window_minutes):
+        return ""
+    IssueFollowup.objects.filter(pk=followup.pk).update(last_alert_at=now)
+    issue_alert(issue=issue, followup=followup, kind=kind, now=now)
+    return kind
+
+
+def issues_followup(*, issue_ids: list[int], now: datetime | None = None) -> dict[str, int]:
+    now = now or datetime.now(tz=dt_timezone.utc)
+    sent: dict[str, int] = {}
+    for issue in Issue.objects.filter(pk__in=issue_ids).select_related("app__organization").order_by("pk"):
+        kind = issue_followup(issue=issue, now=now)
+        if kind:
+            sent[kind] = sent.get(kind, 0) + 1
+    return sent
