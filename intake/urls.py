@@ -1,5 +1,7 @@
 from django.urls import re_path
 
+from .transactions import transactions_create
+
 from . import releases, views
 
 urlpatterns = [
@@ -19,6 +21,11 @@ urlpatterns = [
         r"^organizations/(?P<organization_id>[0-9A-Za-z_-]{1,64})/apps/(?P<app_id>[0-9A-Za-z_-]{1,64})/releases/latest/?$",
         releases.release_latest,
         name="intake_release_latest",
+    ),
+    re_path(
+        r"^organizations/(?P<organization_id>[0-9A-Za-z_-]{1,64})/apps/(?P<app_id>[0-9A-Za-z_-]{1,64})/transactions/?$",
+        transactions_create,
+        name="intake_transactions",
     ),
     # Keep last: any other path under /api/v1/ answers JSON. Later endpoints go above it.
     re_path(r"^(?P<rest>.*)$", views.api_not_found),

@@ -24,6 +24,7 @@ app.conf.task_queues = (
 app.conf.task_default_delivery_mode = "persistent"
 app.conf.beat_schedule = {
     "events-prune": {"task": "processing.tasks.events_prune", "schedule": 3600.0},
+    "rollups-prune": {"task": "processing.tasks.rollups_prune", "schedule": 3600.0},
     # Alerts that waited for their recipient's digest window (processing.alerts).
     "alerts-flush": {"task": "processing.tasks.alerts_flush", "schedule": 60.0},
 }

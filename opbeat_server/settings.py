@@ -190,6 +190,16 @@ OPBEAT_LIMITS = {
     "max_compressed_bytes": _env_int("OPBEAT_MAX_COMPRESSED_BYTES", 1 * 1024 * 1024),
     "max_error_bytes": _env_int("OPBEAT_MAX_ERROR_BYTES", 1 * 1024 * 1024),
     "max_transactions_bytes": _env_int("OPBEAT_MAX_TRANSACTIONS_BYTES", 16 * 1024 * 1024),
+    # A transactions body as received: the original agent sends a minute at 600 requests/s as
+    # ~10 MB of JSON, ~2 MB compressed; twice that leaves room for a busier process.
+    "max_transactions_compressed_bytes": _env_int("OPBEAT_MAX_TRANSACTIONS_COMPRESSED_BYTES", 4 * 1024 * 1024),
+    # Performance: transaction names per app (later ones are counted as `_other`), and how long
+    # rollup rows of each resolution and sampled traces are kept.
+    "transaction_names_per_app": _env_int("OPBEAT_TRANSACTION_NAMES_PER_APP", 1000),
+    "transaction_minute_retention_hours": _env_int("OPBEAT_TRANSACTION_MINUTE_RETENTION_HOURS", 48),
+    "transaction_hour_retention_days": _env_int("OPBEAT_TRANSACTION_HOUR_RETENTION_DAYS", 35),
+    "transaction_day_retention_days": _env_int("OPBEAT_TRANSACTION_DAY_RETENTION_DAYS", 400),
+    "transaction_trace_retention_days": _env_int("OPBEAT_TRANSACTION_TRACE_RETENTION_DAYS", 14),
     # A release with its commits, files and hunks (opbeat-agent release), decompressed.
     "max_release_bytes": _env_int("OPBEAT_MAX_RELEASE_BYTES", 8 * 1024 * 1024),
     "max_json_depth": 32,

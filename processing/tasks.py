@@ -45,6 +45,15 @@ def events_digest(requests) -> dict:
             envelopes.extend(batch)
         else:
             logger.warning("events_digest: message %s carries no list of envelopes; skipped", request.id)
+    # Performance data rides the same queue (the intake's group commit shares one confirm per
+    # burst); its envelopes are rolled up by processing.rollups, the errors digested below.
+    from .rollups import KIND as TRANSACTIONS_KIND, transactions_digest
+
+    performance = [e for e in envelopes if isinstance(e, dict) and e.get("kind") == TRANSACTIONS_KIND]
+    if performance:
+        envelopes = [e for e in envelopes if not (isinstance(e, dict) and e.get("kind") == TRANSACTIONS_KIND)]
+        rolled = database_patiently(lambda: transactions_digest(envelopes=performance), what="transactions_digest")
+        logger.info("transactions_digest: %s", rolled)
     # The intake packs the events of concurrent requests into one message, so a batch of messages
     # can hold many more envelopes: they are stored in transactions of at most this many, which
     # bounds statement size and lock time. A crash between two leaves the first committed, and
@@ -79,6 +88,14 @@ def rejections_record(rows: list) -> int:
     from .services import rejections_record as record
 
     return database_patiently(lambda: record(rows=rows), what="rejections_record")
+
+
+@app.task(name="processing.tasks.rollups_prune")
+def rollups_prune() -> dict:
+    from .resilience import database_patiently
+    from .rollups import rollups_prune as prune
+
+    return database_patiently(prune, what="rollups_prune")
 
 
 @app.task(name="processing.tasks.events_prune")
