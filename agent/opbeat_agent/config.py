@@ -217,5 +217,11 @@ def config_build(
             errors.append(f"{name} must be at least 1")
     if not 0 < config.sketch_relative_accuracy < 1:
         errors.append("sketch_relative_accuracy must be between 0 and 1")
+    if not config.release:
+        # Running from a git checkout: its head commit names the release, as `opbeat-agent
+        # release` posts it by default, so errors and transactions find their release's commits.
+        from .gitinfo import git_head
+
+        config.release = git_head()
     config.errors = errors
     return config
