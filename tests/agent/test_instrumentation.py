@@ -3,12 +3,16 @@ instrumentation skipped when absent, never wrapped twice, undoable."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
+import importlib.util
 import json
+import os
 import sqlite3
 
 import pytest
 
+import opbeat_agent
 from opbeat_agent import Client
 from opbeat_agent.instrumentation import INSTRUMENTATIONS, instrument_all, instrumented, uninstrument_all
 
@@ -176,3 +180,202 @@ def test_psycopg2_queries_are_spans_and_the_connection_stays_real(tx_client, pos
     ]
     assert spans[2]["extra"]["sql"] == 'SELECT id FROM "orders" WHERE email = %s'
     assert spans[3]["extra"]["sql"] == "SELECT ? + ? AS answer"
+
+
+def test_psycopg3_queries_are_spans_sync_and_async(tx_client, postgres_url):
+    psycopg = pytest.importorskip("psycopg")
+    from psycopg import sql
+
+    assert "psycopg" in instrumented()
+    url = postgres_url.replace("postgres://", "postgresql://", 1)
+    connection = psycopg.connect(url, autocommit=True)
+    try:
+        # The real objects: adapters, row factories and psycopg.sql keep working.
+        assert type(connection) is psycopg.Connection
+        assert sql.Identifier("orders").as_string(connection) == '"orders"'
+        tx_client.begin_transaction("request")
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE orders (id int, email text)")
+            cursor.executemany("INSERT INTO orders VALUES (%s, %s)", [(1, "a@example.org"), (2, "b@example.org")])
+            cursor.execute(sql.SQL("SELECT id FROM {} WHERE email = %s").format(sql.Identifier("orders")), ("a@example.org",))
+            assert cursor.fetchall() == [(1,)]
+        assert connection.execute("SELECT count(*) FROM orders WHERE id > 1").fetchone() == (1,)
+        connection.execute("SELECT pg_sleep(0.02)")  # slow: carries a stack
+        tx_client.end_transaction("GET /pg3/", 200)
+    finally:
+        connection.close()
+
+    async def run_async():
+        async with await psycopg.AsyncConnection.connect(url) as aconnection:
+            tx_client.begin_transaction("request")
+            async with aconnection.cursor() as cursor:
+                await cursor.execute("SELECT 'secret literal' AS answer, %s::int", (7,))
+                assert await cursor.fetchone() == ("secret literal", 7)
+                await cursor.executemany("SELECT %s", [(1,), (2,)])
+            tx_client.end_transaction("GET /pg3-async/", 200)
+
+    asyncio.run(run_async())
+    assert tx_client.flush(10)
+    traces = {t["transaction"]: t["spans"] for body in tx_client.transport.transactions for t in body["traces"]}
+    spans = traces["GET /pg3/"]
+    assert [(s["signature"], s["kind"]) for s in spans] == [
+        ("CREATE", "db.postgresql.sql"),
+        ("INSERT INTO orders", "db.postgresql.sql"),
+        ("SELECT FROM orders", "db.postgresql.sql"),
+        ("SELECT FROM orders", "db.postgresql.sql"),
+        ("SELECT", "db.postgresql.sql"),
+    ]
+    assert spans[2]["extra"]["sql"] == 'SELECT id FROM "orders" WHERE email = %s'
+    assert spans[3]["extra"]["sql"] == "SELECT count(*) FROM orders WHERE id > ?"
+    # The slow one says where it came from: psycopg's Connection.execute, called by this test.
+    stack = spans[4]["stack"]
+    assert spans[4]["duration"] >= 20.0
+    assert [(f["module"], f["function"]) for f in stack[-2:]] == [
+        (__name__, "test_psycopg3_queries_are_spans_sync_and_async"),
+        ("psycopg.connection", "execute"),
+    ]
+    assert not any(f["module"].startswith("opbeat_agent") for f in stack)
+    assert "stack" not in spans[0] or spans[0]["duration"] >= 5.0
+    async_spans = traces["GET /pg3-async/"]
+    assert [(s["signature"], s["kind"]) for s in async_spans] == [("SELECT", "db.postgresql.sql")] * 2
+    # Parameters are never read, and the literal typed inline never leaves the process.
+    assert async_spans[0]["extra"]["sql"] == "SELECT ? AS answer, %s::int"
+    assert "secret" not in json.dumps(traces)
+
+
+def test_sqlalchemy_statements_are_one_span_each(tx_client, request):
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    from sqlalchemy import event, text
+    from sqlalchemy.engine import Engine
+
+    assert "sqlalchemy" in instrumented()
+    engines = [sqlalchemy.create_engine("sqlite://")]
+    # SQLite always; PostgreSQL through psycopg 3 too when the suite runs against the real one.
+    if os.environ.get("DATABASE_URL", "").startswith("postgres") and importlib.util.find_spec("psycopg"):
+        postgres_url = request.getfixturevalue("postgres_url")
+        engines.append(sqlalchemy.create_engine(postgres_url.replace("postgres://", "postgresql+psycopg://", 1)))
+    for engine in engines:
+        with engine.connect() as conn:  # the dialect's own first-connect queries happen here
+            conn.execute(text("SELECT 1"))
+        tx_client.begin_transaction("request")
+        with engine.connect() as conn:
+            conn.execute(text("CREATE TEMP TABLE orders (id int, email text)"))
+            conn.execute(text("INSERT INTO orders VALUES (:id, :email)"), [{"id": 1, "email": "a@x"}, {"id": 2, "email": "b@x"}])
+            rows = conn.execute(text("SELECT id FROM orders WHERE email = 'a@x' AND id < :n"), {"n": 9}).fetchall()
+            assert [tuple(r) for r in rows] == [(1,)]
+            with pytest.raises(sqlalchemy.exc.DBAPIError):
+                conn.execute(text("SELECT nope FROM missing_table"))
+        with opbeat_agent.trace("after the failure"):
+            pass
+        tx_client.end_transaction(f"GET /{engine.dialect.name}/", 200)
+    assert tx_client.flush(10)
+    traces = {t["transaction"]: t["spans"] for body in tx_client.transport.transactions for t in body["traces"]}
+    assert set(traces) == {f"GET /{engine.dialect.name}/" for engine in engines}
+    for engine in engines:
+        spans = traces[f"GET /{engine.dialect.name}/"]
+        kind = f"db.{engine.dialect.name}.sql"
+        # One span per statement: the driver underneath (sqlite3, psycopg) does not record it again.
+        assert [(s["signature"], s["kind"]) for s in spans if s["kind"] == kind] == [
+            ("CREATE", kind),
+            ("INSERT INTO orders", kind),
+            ("SELECT FROM orders", kind),
+            ("SELECT FROM missing_table", kind),
+        ]
+        assert spans[2]["extra"]["sql"].startswith("SELECT id FROM orders WHERE email = ? AND id <")
+        # The failed statement's span was ended, so the next span is not its child.
+        assert spans[4]["signature"] == "after the failure" and spans[4]["parent"] == 0
+        # ROLLBACK/BEGIN the pool issues outside cursor.execute are not statements of the app.
+        assert all(s["kind"] in (kind, "code.custom") for s in spans)
+    uninstrument_all()
+    assert not event.contains(Engine, "before_cursor_execute", sqlalchemy_listener())
+    for engine in engines:
+        engine.dispose()
+
+
+def sqlalchemy_listener():
+    from opbeat_agent.instrumentation import sqlalchemy as instrumentation
+
+    return instrumentation._before
+
+
+def test_httpx_calls_are_spans_sync_and_async(tx_client, intake):
+    httpx = pytest.importorskip("httpx")
+    assert "httpx" in instrumented()
+    url = f"{intake.url}/api/v1/organizations/o/apps/a/errors/"
+    tx_client.begin_transaction("request")
+    with httpx.Client() as http:
+        assert http.post(f"{url}?token=abc", json={"m": 1}).status_code == 202
+
+    async def post():
+        async with httpx.AsyncClient() as http:
+            return (await http.post(url, json={"m": 2})).status_code
+
+    assert asyncio.run(post()) == 202
+    tx_client.end_transaction("GET /fetch/", 200)
+    spans = spans_of(tx_client)
+    assert [(s["signature"], s["kind"]) for s in spans] == [
+        ("POST 127.0.0.1", "ext.http.httpx"),
+        ("POST 127.0.0.1", "ext.http.httpx"),
+    ]
+    assert spans[0]["extra"]["url"] == url  # no query string
+    assert len(intake.received) == 2
+
+
+def test_urllib3_calls_are_spans_and_requests_stays_one_span(tx_client, intake):
+    urllib3 = pytest.importorskip("urllib3")
+    requests = pytest.importorskip("requests")
+    assert "urllib3" in instrumented()
+    url = f"{intake.url}/api/v1/organizations/o/apps/a/errors/"
+    tx_client.begin_transaction("request")
+    pool = urllib3.PoolManager()
+    assert pool.request("POST", f"{url}?api_key=abc", json={"m": 1}).status == 202
+    assert requests.post(url, json={"m": 2}).status_code == 202
+    tx_client.end_transaction("GET /fetch/", 200)
+    spans = spans_of(tx_client)
+    assert [(s["signature"], s["kind"]) for s in spans] == [
+        ("POST 127.0.0.1", "ext.http.urllib3"),  # not again for http.client underneath
+        ("POST 127.0.0.1", "ext.http.requests"),  # not again for urllib3 underneath
+    ]
+    assert spans[0]["extra"]["url"] == url
+
+
+def test_new_instrumentations_are_never_wrapped_twice_and_undoable(tx_client):
+    psycopg = pytest.importorskip("psycopg")
+    httpx = pytest.importorskip("httpx")
+    urllib3 = pytest.importorskip("urllib3")
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    from sqlalchemy.engine import Engine
+
+    # Read from the class dicts: attribute access on a class hands out a new bound wrapper each time.
+    slots = {
+        "psycopg": (psycopg.Cursor, "execute"),
+        "httpx": (httpx.AsyncClient, "send"),
+        "urllib3": (urllib3.connectionpool.HTTPConnectionPool, "urlopen"),
+    }
+    patched = {name: owner.__dict__[attr] for name, (owner, attr) in slots.items()}
+    assert all(hasattr(function, "__wrapped__") for function in patched.values())
+    instrument_all()
+    Client(**{**IDS, "instrument": True}, transport=tx_client.transport)
+    for name, (owner, attr) in slots.items():
+        assert owner.__dict__[attr] is patched[name]
+        assert not hasattr(patched[name].__wrapped__, "__wrapped__")
+    engine = sqlalchemy.create_engine("sqlite://")
+    with engine.connect() as conn:
+        tx_client.begin_transaction("request")
+        conn.execute(sqlalchemy.text("SELECT 1"))
+        tx_client.end_transaction("GET /", 200)
+    assert [s["kind"] for s in spans_of(tx_client)] == ["db.sqlite.sql"]  # one listener, one span
+
+    uninstrument_all()
+    assert not hasattr(psycopg.Cursor.execute, "__wrapped__")
+    assert not hasattr(psycopg.AsyncCursor.executemany, "__wrapped__")
+    assert not hasattr(httpx.Client.send, "__wrapped__") and not hasattr(httpx.AsyncClient.send, "__wrapped__")
+    assert not hasattr(urllib3.connectionpool.HTTPConnectionPool.urlopen, "__wrapped__")
+    assert not sqlalchemy.event.contains(Engine, "before_cursor_execute", sqlalchemy_listener())
+    tx_client.transport.clear()
+    engine.dispose()  # the pooled sqlite3 connection was opened (and proxied) while instrumented
+    with engine.connect() as conn:
+        tx_client.begin_transaction("request")
+        conn.execute(sqlalchemy.text("SELECT 1"))
+        tx_client.end_transaction("GET /", 200)
+    assert spans_of(tx_client) == []

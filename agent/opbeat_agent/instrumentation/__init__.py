@@ -11,9 +11,16 @@ from __future__ import annotations
 from .base import Instrumentation
 from .dbapi import Psycopg2, SQLite
 from .http import HTTPClient, Requests
+from .httpx import HTTPX
 from .other import DjangoCache, DjangoTemplates, Jinja2, Redis
+from .psycopg3 import Psycopg
+from .sqlalchemy import SQLAlchemy
+from .urllib3 import Urllib3
 
-INSTRUMENTATIONS: list = [SQLite(), Psycopg2(), HTTPClient(), Requests(), Redis(), DjangoTemplates(), DjangoCache(), Jinja2()]
+INSTRUMENTATIONS: list = [
+    SQLite(), Psycopg2(), Psycopg(), SQLAlchemy(), HTTPClient(), Urllib3(), Requests(), HTTPX(), Redis(),
+    DjangoTemplates(), DjangoCache(), Jinja2(),
+]
 
 
 def instrument_all(*, skip: tuple = ()) -> list:

@@ -1,4 +1,5 @@
-"""Outgoing HTTP: ``http.client`` (which urllib and urllib3 use) and ``requests``.
+"""Outgoing HTTP: ``http.client`` (which urllib uses) and ``requests``; urllib3 and httpx have
+their own modules.
 
 Span kind ``ext.http`` (``ext.http.requests`` for requests), signature ``METHOD host``, and the
 URL without its query string in ``extra.url`` (a query string may carry tokens). A requests call
@@ -17,7 +18,7 @@ from .base import Instrumentation, first_arg, inside
 _SPAN_ATTR = "_opbeat_agent_span"
 
 
-def _url_without_query(url: str) -> str:
+def url_without_query(url: str) -> str:
     try:
         parts = urlsplit(url)
         return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
@@ -52,7 +53,7 @@ class HTTPClient(Instrumentation):
             host = connection.host
             netloc = f"{host}:{connection.port}" if connection.port else host
             url = target if "://" in target else f"{scheme}://{netloc}{target}"
-            span = transaction.span_begin(f"{method} {host}", "ext.http", {"url": _url_without_query(url)})
+            span = transaction.span_begin(f"{method} {host}", "ext.http", {"url": url_without_query(url)})
             if span is not None:
                 setattr(connection, _SPAN_ATTR, (transaction, span))
         except Exception:  # noqa: BLE001 - recording must never break the request
@@ -76,5 +77,5 @@ class Requests(Instrumentation):
         url = str(getattr(request, "url", "") or "")
         method = str(getattr(request, "method", "") or "GET")
         host = urlsplit(url).hostname or ""
-        with trace(f"{method} {host}", "ext.http.requests", {"url": _url_without_query(url)}):
+        with trace(f"{method} {host}", "ext.http.requests", {"url": url_without_query(url)}):
             return wrapped(*args, **kwargs)
