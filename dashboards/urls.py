@@ -9,7 +9,7 @@ import uuid
 
 from django.urls import path, register_converter
 
-from . import views
+from . import performance_views, views
 
 
 class EventIdConverter:
@@ -36,4 +36,10 @@ urlpatterns = [
     ),
     path("orgs/<str:org_id>/apps/<str:app_id>/events/<event_id:event_id>/", views.event_redirect, name="event_redirect"),
     path("orgs/<str:org_id>/apps/<str:app_id>/issues/<int:issue_id>/status/", views.issue_status, name="issue_status"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/performance/", performance_views.performance_overview, name="performance"),
+    path(
+        "orgs/<str:org_id>/apps/<str:app_id>/performance/<int:transaction_id>/",
+        performance_views.transaction_detail,
+        name="transaction_detail",
+    ),
 ]

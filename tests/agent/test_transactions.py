@@ -206,3 +206,50 @@ def test_global_begin_and_end(recording):
     opbeat_agent.end_transaction("inbox loop", "ok")
     assert counts(one_body(client)) == {("inbox loop", "ok", "worker"): 1}
     client.close(timeout=1)
+
+
+class HoldingTransport(MemoryTransport):
+    """A recording transport whose ``send_transactions`` waits until released: the reporter's
+    thread is then busy, and what the app records piles up in its queue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.released = threading.Event()
+
+    def send_transactions(self, body: dict) -> None:
+        self.entered.set()
+        self.released.wait(10)
+        super().send_transactions(body)
+
+
+def test_over_half_full_queue_sheds_spans_and_a_full_one_drops_transactions():
+    transport = HoldingTransport()
+    client = Client(**IDS, transport=transport, transaction_queue_size=4, transactions_interval=3600)
+
+    def request(name: str) -> None:
+        client.begin_transaction("request")
+        for n in range(3):
+            with trace(f"query {n}", "db.sqlite.sql"):
+                pass
+        client.end_transaction(name, 200)
+
+    request("before")
+    client.flush(timeout=0)  # the reporter takes it and sends: held there from now on
+    assert transport.entered.wait(10)
+    # Queue of 4: the first three find it at most half full and keep their spans; the fourth
+    # finds three waiting and keeps only its timing; the fifth finds it full and is dropped.
+    for n in range(5):
+        request(f"queued {n}")
+    transport.released.set()
+    assert client.flush(10)
+    traces = {t["transaction"]: t for body in transport.transactions for t in body["traces"]}
+    assert sorted(traces) == ["before", "queued 0", "queued 1", "queued 2", "queued 3"]
+    for name in ("before", "queued 0", "queued 1", "queued 2"):
+        assert [s["signature"] for s in traces[name]["spans"]] == ["query 0", "query 1", "query 2"]
+        assert traces[name]["spans_dropped"] == 0
+    assert traces["queued 3"]["spans"] == [] and traces["queued 3"]["spans_dropped"] == 3
+    counted = {h["transaction"]: h["count"] for body in transport.transactions for h in body["histograms"]}
+    assert counted["queued 3"] == 1 and "queued 4" not in counted  # the shed one still counts
+    assert sum(body["dropped"]["transactions"] for body in transport.transactions) == 1
+    client.close(timeout=1)

@@ -247,6 +247,52 @@ def test_exit_is_bounded_when_the_intake_is_down():
     assert "1 event(s) not sent at exit after 0.5s" in result.stderr
 
 
+def test_exit_is_bounded_when_the_intake_holds_the_request(intake):
+    # The intake holds its answer for 5 s: had the process waited for it, the event would have
+    # been answered 202 and no warning printed. It gives up after shutdown_timeout instead.
+    intake.answer(Answer(hold=True))
+    script = f"""
+        import sys
+        import opbeat_agent
+        client = opbeat_agent.init(organization_id="o", app_id="a", secret_token="t",
+                                   servers=["{intake.url}"], shutdown_timeout=0.5)
+        client.capture_message("in flight at exit")
+        sys.stdin.readline()  # exit once the test has seen the request arrive
+    """
+    env = {**os.environ, "PYTHONPATH": str(AGENT_DIR)}
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert intake.wait_for_in_flight(1)
+        _, stderr = process.communicate("go\n", timeout=60)  # the timeout only guards against a hang
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "1 event(s) not sent at exit after 0.5s" in stderr
+    assert intake.received == []  # still held when the process ended
+    intake.release()
+
+
+def test_exit_does_not_wait_out_a_long_retry_after(intake):
+    # A Retry-After of an hour is honoured while the app runs, but not past the exit bound: the
+    # process ends (here within the suite's hang guard) with both bodies counted as not sent.
+    intake.answer(Answer(status=429, headers={"Retry-After": "3600"}))
+    result = _run_script(f"""
+        import time
+        import opbeat_agent
+        client = opbeat_agent.init(organization_id="o", app_id="a", secret_token="t",
+                                   servers=["{intake.url}"], shutdown_timeout=0.5)
+        client.capture_message("rate limited at exit")
+        client.begin_transaction("task")
+        client.end_transaction("nightly job", "success")
+        while not client.transport.stats().get("rate_limited"):  # exit once the 429 has arrived
+            time.sleep(0.01)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "2 event(s) not sent at exit after 0.5s" in result.stderr  # the error and the transactions body
+    assert [r.status for r in intake.received] == [429]
+
+
 def test_retry_after_forms():
     assert retry_after_seconds("3") == 3.0
     assert retry_after_seconds("-1") == 0.0
