@@ -1,7 +1,9 @@
 """The example Flask app with the agent, sending to the real intake (Opbeat Server's own view,
 served by Django's live server) with a real app's token: the intake answers 202 with the event's
 dashboard URL, the event is on the queue for the worker, scrubbed as the agent sent it; the
-worker's digest groups the app's errors into one issue, and the Location opens its page."""
+worker's digest groups the app's errors into one issue, and the Location opens its page. Its
+transactions (with auto-instrumented spans) reach the intake's transactions endpoint, and the
+worker's rollups store them per name and minute with the slowest trace and its spans."""
 
 from __future__ import annotations
 
@@ -82,6 +84,71 @@ def test_flask_error_reaches_the_real_intake(live_server, transactional_db, brok
         assert "ZeroDivisionError" in html and "tests.apps.flask_app" in html
         # The local is masked (the source line itself, in the context lines, says "hunter2").
         assert "secret_password" in html and "********" in html
+    finally:
+        agent.close(timeout=0)
+        opbeat_agent.set_client(None)
+
+
+def test_flask_transactions_reach_the_real_intake_and_are_stored_by_the_worker(live_server, transactional_db, broker):
+    app_credentials_cache_clear()
+    owner, organization, app = org_app_create()
+    opbeat_agent.set_client(None)
+    flask_app = create_app(
+        ORGANIZATION_ID=organization.public_id,
+        APP_ID=app.public_id,
+        SECRET_TOKEN=app.secret_token,
+        SERVERS=[live_server.url],
+        RELEASE="v43",
+        # Auto-instrumentation on: the report's queries and template are the spans.
+        INSTRUMENT=True,
+        DISABLED_INSTRUMENTATIONS=["http.client", "urllib3", "requests"],
+    )
+    agent = flask_app.extensions["opbeat_agent"].client
+    browser = flask_app.test_client()
+    try:
+        for _ in range(3):
+            assert browser.get("/report/2").status_code == 200
+        assert browser.get("/").status_code == 200
+        assert browser.get("/missing").status_code == 404
+        assert agent.flush(20)
+        transport = agent.transport
+        stats = transport.stats()
+        assert stats.get("transactions_sent") == 1 and not stats.get("rejected"), stats
+
+        [envelope] = broker.envelopes()
+        assert envelope["kind"] == "transactions" and envelope["app_id"] == app.pk
+        from processing.models import TransactionName, TransactionRollup, TransactionTrace
+        from processing.rollups import transactions_digest
+
+        result = transactions_digest(envelopes=[envelope])
+        assert (result.rolled_up, result.transactions) == (1, 5)
+        minutes = TransactionRollup.objects.filter(app=app, resolution=TransactionRollup.Resolution.MINUTE)
+        counts: dict = {}
+        for row in minutes.select_related("name"):
+            counts[row.name.name] = counts.get(row.name.name, 0) + row.count
+        assert counts == {
+            TransactionName.TOTAL: 5,
+            "GET /report/<int:limit>": 3,
+            "GET /": 1,
+            "GET /missing": 1,
+        }
+        report = TransactionName.objects.get(app=app, name="GET /report/<int:limit>")
+        assert report.kind == "request"
+        [trace] = TransactionTrace.objects.filter(name=report)
+        assert trace.release == "v43" and str(trace.result) == "200"
+        kinds = [(span["signature"], span["kind"]) for span in trace.spans]
+        assert kinds == [
+            ("CREATE", "db.sqlite.sql"),
+            ("INSERT INTO orders", "db.sqlite.sql"),
+            ("SELECT FROM orders", "db.sqlite.sql"),
+            ("report.html", "template.jinja2"),
+        ]
+        # The statement without its literals, as the agent sent it (the intake keeps it as "sql").
+        assert trace.spans[2]["sql"] == "SELECT id, total FROM orders WHERE total > ? LIMIT ?"
+
+        # A redelivered message adds nothing.
+        assert transactions_digest(envelopes=[envelope]).rolled_up == 0
+        assert sum(r.count for r in TransactionRollup.objects.filter(app=app, name=report, resolution=60)) == 3
     finally:
         agent.close(timeout=0)
         opbeat_agent.set_client(None)
