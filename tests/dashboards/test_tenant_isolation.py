@@ -83,15 +83,25 @@ def tenants(db, client):
         "app_id": own_app.public_id,
         "issue_id": own_issue.id,
         "event_id": event_create(issue=own_issue).event_id,
+        "transaction_id": transaction_name_create(app=own_app).id,
     }
     other = {
         "org_id": other_org.public_id,
         "app_id": other_app.public_id,
         "issue_id": other_issue.id,
         "event_id": event_create(issue=other_issue).event_id,
+        "transaction_id": transaction_name_create(app=other_app, name=SECRET_TITLE).id,
     }
     client.force_login(member)
     return client, own, other, other_issue
+
+
+def transaction_name_create(*, app, name: str = "GET /orders/"):
+    from django.utils import timezone
+
+    from processing.models import TransactionName
+
+    return TransactionName.objects.create(app=app, name=name, first_seen=timezone.now())
 
 
 def id_routes() -> list[Route]:

@@ -1,0 +1,145 @@
+"""The performance pages: an app's overview (throughput, response times, the table of transaction
+names) and one transaction name's page (its charts, latency histogram, time by span kind, slowest
+traces and a trace's waterfall). Thin: resolve the app for the member (another organization's app
+or transaction is a 404), parse the range, call ``dashboards.performance``, render.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import render
+
+from accounts.selectors import app_for_member
+
+from . import performance as perf
+
+LINE_CSS = {"avg": "avg", "p50": "p50", "p95": "p95", "p99": "p99", "requests/min": "rpm"}
+
+
+def _range_links(request: HttpRequest, time_range: perf.TimeRange, extra: dict | None = None) -> list[tuple[str, str, bool]]:
+    links = []
+    for key in perf.RANGES:
+        params = {**(extra or {}), "range": key}
+        links.append((key, "?" + urlencode(params), key == time_range.key))
+    return links
+
+
+def _charts(*, app, name, time_range, markers, with_spans: bool = False):
+    points, overall = perf.series(app=app, name=name, time_range=time_range, with_spans=with_spans)
+    step_minutes = time_range.step / 60
+    throughput = perf.line_chart_build(
+        series_values={"requests/min": [point.count / step_minutes if point.count else 0.0 for point in points]},
+        css=LINE_CSS, unit="rpm", time_range=time_range, markers=markers,
+    )  # fmt: skip
+    latency = perf.line_chart_build(
+        series_values={
+            "avg": [point.avg for point in points],
+            "p50": [point.p50 for point in points],
+            "p95": [point.p95 for point in points],
+            "p99": [point.p99 for point in points],
+        },
+        css=LINE_CSS, unit="ms", time_range=time_range, markers=markers,
+    )  # fmt: skip
+    return points, overall, throughput, latency
+
+
+def _page_basics(request: HttpRequest, org_id: str, app_id: str):
+    app = app_for_member(request.user, org_id, app_id)
+    return app
+
+
+@login_required
+def performance_overview(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
+    app = _page_basics(request, org_id, app_id)
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET"])
+    time_range, problem = perf.time_range_parse(request.GET)
+    sort = request.GET.get("sort", "impact")
+    if sort not in perf.TABLE_SORTS:
+        sort = "impact"
+    rows, totals, capped = perf.names_table(app=app, time_range=time_range, sort=sort)
+    markers = perf.release_markers(app=app, time_range=time_range)
+    total = perf.total_name(app=app)
+    charts = _charts(app=app, name=total, time_range=time_range, markers=markers) if total else None
+    range_params = {"range": time_range.key} if time_range.key != "custom" else {
+        "from": time_range.start.strftime("%Y-%m-%dT%H:%M"), "to": time_range.end.strftime("%Y-%m-%dT%H:%M"),
+    }  # fmt: skip
+    return render(
+        request,
+        "dashboards/performance.html",
+        {
+            "app": app,
+            "organization": app.organization,
+            "time_range": time_range,
+            "range_problem": problem,
+            "range_links": _range_links(request, time_range, {"sort": sort}),
+            "range_query": urlencode(range_params),
+            "sort": sort,
+            "sort_links": [(key, label, "?" + urlencode({**range_params, "sort": key})) for key, label in perf.TABLE_SORTS.items()],
+            "rows": rows,
+            "totals": totals,
+            "capped": capped,
+            "names_cap": perf.settings.OPBEAT_LIMITS["transaction_names_per_app"],
+            "throughput": charts[2] if charts else None,
+            "latency": charts[3] if charts else None,
+            "markers": markers,
+        },
+    )
+
+
+@login_required
+def transaction_detail(request: HttpRequest, org_id: str, app_id: str, transaction_id: int) -> HttpResponse:
+    app = _page_basics(request, org_id, app_id)
+    name = perf.transaction_name_for_app(app=app, name_id=transaction_id)
+    if name is None:
+        raise Http404("No such transaction")
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET"])
+    time_range, problem = perf.time_range_parse(request.GET)
+    markers = perf.release_markers(app=app, time_range=time_range)
+    points, overall, throughput, latency = _charts(app=app, name=name, time_range=time_range, markers=markers, with_spans=True)
+    bars, kinds, kinds_peak = perf.stacked_chart_build(points=points, buckets=time_range.buckets)
+    traces = perf.slowest_traces(name=name, time_range=time_range)
+    selected = None
+    trace_param = request.GET.get("trace", "")
+    if trace_param:
+        if not trace_param.isdigit():
+            raise Http404("No such trace")
+        selected = perf.trace_for_name(name=name, trace_id=int(trace_param))
+        if selected is None:
+            raise Http404("No such trace")
+    elif traces:
+        selected = perf.trace_for_name(name=name, trace_id=traces[0].id)
+    range_params = {"range": time_range.key} if time_range.key != "custom" else {
+        "from": time_range.start.strftime("%Y-%m-%dT%H:%M"), "to": time_range.end.strftime("%Y-%m-%dT%H:%M"),
+    }  # fmt: skip
+    return render(
+        request,
+        "dashboards/transaction.html",
+        {
+            "app": app,
+            "organization": app.organization,
+            "name": name,
+            "time_range": time_range,
+            "range_problem": problem,
+            "range_links": _range_links(request, time_range),
+            "range_query": urlencode(range_params),
+            "stats": overall,
+            "throughput": throughput,
+            "latency": latency,
+            "histogram": perf.histogram_build(sketch=overall.sketch),
+            "kind_bars": bars,
+            "kinds": list(perf.kind_colours(kinds).items()),
+            "kinds_total": [
+                (kind, ms, perf.kind_colours(kinds).get(kind, "#ccc"))
+                for kind, ms in sorted(overall.kinds_avg().items(), key=lambda item: -item[1])
+            ],
+            "kinds_peak": kinds_peak,
+            "traces": traces,
+            "trace": selected,
+            "waterfall": perf.waterfall_build(selected) if selected else [],
+        },
+    )
