@@ -4,7 +4,7 @@ Triggers (``processing.followup`` decides them): a new issue, a regression, a sp
 the assignee when there is one (Opbeat's default), else the members whose per-app subscription
 is "all"; "assigned to me" members hear only of their issues, "none" never. Floods are cut twice:
 at most one alert per issue per ``issue_window_minutes`` (checked by the caller), and a person
-who was emailed less than ``digest_minutes`` ago gets the further alerts in one digest email
+who was emailed less than ``digest_minutes`` ago gets further new issues in one digest email
 (``alerts_flush``, run by beat every minute) instead of one email each.
 
 The webhook (one per app) gets the same triggers as Slack-compatible JSON (``text`` plus
@@ -181,9 +181,12 @@ def issue_alert(*, issue: Issue, followup: IssueFollowup, kind: str, now: dateti
     digest_since = now - timedelta(minutes=policy.digest_minutes)
     emailed: list[str] = []
     with transaction.atomic():
-        recent = set(
-            AlertNotice.objects.filter(recipient__in=recipients, sent_at__gte=digest_since).values_list("recipient", flat=True)
-        )
+        # Only new issues are held for a digest: a regression or a spike is news on its own.
+        recent = set()
+        if kind == "new":
+            recent = set(
+                AlertNotice.objects.filter(recipient__in=recipients, sent_at__gte=digest_since).values_list("recipient", flat=True)
+            )
         for address in recipients:
             AlertNotice.objects.create(
                 app=issue.app, issue=issue, kind=kind, recipient=address, created_at=now,
