@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Window
@@ -312,12 +313,44 @@ def _rollups_write(deltas: dict[tuple[int, int, int, int], _Delta]) -> int:
                     spans[kind] = spans.get(kind, 0.0) + ms
                 row.span_ms = spans
                 changed.append(row)
-    TransactionRollup.objects.bulk_update(
-        changed,
-        ["sketch", "min_ms", "max_ms", "count", "errors", "sum_ms", "span_base_ms", "span_ms"],
-        batch_size=_CHUNK,
-    )
+    _rows_update(changed)
     return len(changed)
+
+
+# UPDATE .. FROM (VALUES ..): one statement per chunk. Django's bulk_update builds a CASE per
+# column and row, which cost ~90 % of a batch's time in the profile (bench/percentiles, worker).
+_UPDATE_COLUMNS = (
+    ("id", "bigint"), ("sketch", "bytea"), ("min_ms", "double precision"), ("max_ms", "double precision"),
+    ("count", "bigint"), ("errors", "bigint"), ("sum_ms", "double precision"),
+    ("span_base_ms", "double precision"), ("span_ms", "jsonb"),
+)  # fmt: skip
+
+
+def _rows_update(rows: list[TransactionRollup]) -> None:
+    table = connection.ops.quote_name(TransactionRollup._meta.db_table)
+    if connection.vendor == "postgresql":
+        one = "(" + ", ".join(f"%s::{kind}" for _, kind in _UPDATE_COLUMNS) + ")"
+    else:
+        one = "(" + ", ".join(["%s"] * len(_UPDATE_COLUMNS)) + ")"
+    assignments = ", ".join(
+        f"{connection.ops.quote_name(column)} = v.column{index}"
+        for index, (column, _) in enumerate(_UPDATE_COLUMNS, start=1)
+        if column != "id"
+    )
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        params: list[Any] = []
+        for row in chunk:
+            params += [
+                row.id, row.sketch, row.min_ms, row.max_ms, row.count, row.errors, row.sum_ms,
+                row.span_base_ms, orjson.dumps(row.span_ms).decode(),
+            ]  # fmt: skip
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([one] * len(chunk))}) AS v "
+                f"WHERE {table}.id = v.column1",
+                params,
+            )
 
 
 def _traces_insert(parsed: list[_Parsed], names: dict[int, dict[str, int]]) -> int:
