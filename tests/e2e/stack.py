@@ -315,6 +315,46 @@ def captured_error_post(
     return requests.post(url, data=captured.body, headers=headers, timeout=30)
 
 
+def captured_transactions_now() -> list[CapturedError]:
+    """The original module's transactions bodies, moved to the current minute.
+
+    The pages show recent ranges (the last hour by default) and the intake files durations under
+    the body's own minute, so the bodies captured on one day would fall off the page on another.
+    Each ``timestamp`` and root-trace ``start_time`` is shifted by the same amount, and the body is
+    deflated again the way the agent does it.
+    """
+    import zlib
+    from datetime import datetime, timezone
+
+    now_minute = int(time.time() // 60) * 60
+    bodies = []
+    for json_path in sorted(OPBEAT_FIXTURES.glob("*transactions.json")):
+        stem = json_path.name[: -len(".json")]
+        meta = json.loads((OPBEAT_FIXTURES / f"{stem}.headers.json").read_text())
+        decoded = json.loads(json_path.read_text())
+        shift = None
+        for item in decoded.get("transactions", []):
+            original = datetime.fromisoformat(item["timestamp"].replace("Z", "+00:00")).timestamp()
+            shift = now_minute - int(original // 60) * 60 if shift is None else shift
+            item["timestamp"] = datetime.fromtimestamp(original + shift, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for trace in decoded.get("traces", []):
+            if shift is not None and isinstance(trace.get("start_time"), (int, float)):
+                trace["start_time"] = trace["start_time"] + shift * 1000
+        body = zlib.compress(json.dumps(decoded).encode())
+        bodies.append(CapturedError(stem, meta["headers"], body, decoded))
+    assert bodies, f"no *transactions.json fixtures in {OPBEAT_FIXTURES}"
+    return bodies
+
+
+def captured_transactions_post(
+    base_url: str, captured: CapturedError, *, organization_id: str, app_id: str, secret_token: str
+) -> requests.Response:
+    headers = dict(captured.headers)
+    headers["Authorization"] = f"Bearer {secret_token}"
+    url = f"{base_url}/api/v1/organizations/{organization_id}/apps/{app_id}/transactions/"
+    return requests.post(url, data=captured.body, headers=headers, timeout=30)
+
+
 # --- Reading pages without a browser ---------------------------------------------------------
 
 _CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
