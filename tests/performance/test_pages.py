@@ -128,3 +128,17 @@ def test_empty_app_and_bad_custom_range(perf):
     html = perf.page("performance", **{"from": "yesterday", "to": "now"})
     assert "No transactions in this range" in html
     assert "needs `from` before `to`" in html
+
+
+def test_release_markers_on_the_charts(perf):
+    from processing.models import Release
+
+    body = {"transactions": [{"transaction": "GET /a", "result": 200, "timestamp": minute_ago(5), "durations": [30.0, 40.0]}], "traces": []}
+    assert perf.post_original(body).status_code == 202
+    perf.work()
+    Release.objects.create(app=perf.app, version="2026.11.<b>1</b>", deployed_at=datetime.now(tz=timezone.utc) - timedelta(minutes=10), deploy_order=1)
+    Release.objects.create(app=perf.app, version="2026.10.9", deployed_at=datetime.now(tz=timezone.utc) - timedelta(days=3), deploy_order=0)
+    html = perf.page("performance", range="1h")
+    assert html.count('class="release-marker"') == 2  # one per chart, the old release is out of range
+    assert "Release 2026.11.&lt;b&gt;1&lt;/b&gt;" in html and "2026.10.9" not in html
+    assert "2026.10.9" in perf.page("performance", range="7d")
