@@ -7,7 +7,7 @@ builds markup (the templates draw the SVG, so every label goes through Django's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.utils import timezone
@@ -32,6 +32,8 @@ class BarChart:
     peak: int
     start: datetime
     end: datetime
+    # (x, version, deployed at) of the releases in the window (``dashboards.releases.bar_chart_markers``).
+    markers: list = field(default_factory=list)
 
 
 def hour_floor(moment: datetime) -> datetime:

@@ -43,8 +43,8 @@ def issue_assign(*, issue: Issue, assignee: User | None) -> IssueFollowup:
     return followup
 
 
-def issue_unresolve_clears_release(*, issue: Issue) -> None:
-    """Reopening by hand forgets the release it was resolved in."""
+def issue_release_resolution_clear(*, issue: Issue) -> None:
+    """A plain resolve, ignore or reopen forgets the release an issue was resolved in."""
     IssueFollowup.objects.filter(issue=issue).update(resolved_in_release=None)
 
 

@@ -10,6 +10,7 @@ import uuid
 from django.urls import path, register_converter
 
 from . import performance_views, views
+from . import api as releases_api, releases
 
 
 class EventIdConverter:
@@ -42,4 +43,21 @@ urlpatterns = [
         performance_views.transaction_detail,
         name="transaction_detail",
     ),
+    path("orgs/<str:org_id>/apps/<str:app_id>/releases/", releases.release_list, name="release_list"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/releases/<int:release_id>/", releases.release_detail, name="release_detail"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/alerts/", releases.alert_settings, name="alert_settings"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/issues/<int:issue_id>/assign/", releases.issue_assign_view, name="issue_assign"),
+    path(
+        "orgs/<str:org_id>/apps/<str:app_id>/issues/<int:issue_id>/resolve-next-release/",
+        releases.issue_resolve_next_view,
+        name="issue_resolve_next",
+    ),
+    # The REST API (session auth; not under /api/, which is the intake's middleware-free handler).
+    path("rest/v1/orgs/<str:org_id>/apps/<str:app_id>/releases/", releases_api.release_list, name="api_release_list"),
+    path(
+        "rest/v1/orgs/<str:org_id>/apps/<str:app_id>/releases/<int:release_id>/",
+        releases_api.release_detail,
+        name="api_release_detail",
+    ),
+    path("rest/v1/openapi.json", releases_api.openapi_schema, name="api_openapi"),
 ]

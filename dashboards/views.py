@@ -22,6 +22,8 @@ from accounts.selectors import app_for_member
 from . import selectors
 from .charts import bar_chart_build, hours_window
 from .eventview import event_view_build
+from .issue_actions import issue_release_resolution_clear
+from .releases import bar_chart_markers, issue_followup_context, release_markers
 from .services import STATUS_ACTIONS, issue_status_set
 
 CHART_RANGES = {"24h": 24, "7d": 24 * 7}
@@ -55,6 +57,7 @@ def issue_list(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
     app_chart = bar_chart_build(
         counts=selectors.app_hourly_counts(app=app, since=chart_hours[0]), buckets=chart_hours, width=720, height=120
     )
+    bar_chart_markers(chart=app_chart, markers=release_markers(app=app, start=app_chart.start, end=app_chart.end))
 
     def list_url(**changes) -> str:
         params = {"status": query.status, "sort": query.sort, "q": query.search, "range": chart_range, "page": 1}
@@ -105,6 +108,7 @@ def issue_detail(
     chart = bar_chart_build(
         counts=selectors.issue_hourly_counts(issue=issue, since=chart_hours[0]), buckets=chart_hours, width=480, height=80
     )
+    bar_chart_markers(chart=chart, markers=release_markers(app=app, start=chart.start, end=chart.end))
 
     def event_url(target: uuid.UUID | None) -> str:
         if target is None:
@@ -124,6 +128,7 @@ def issue_detail(
             "next_url": event_url(next_id),
             "chart": chart,
             "actions": [action for action, status in STATUS_ACTIONS.items() if status != issue.status],
+            **issue_followup_context(app=app, issue=issue),
         },
     )
 
@@ -165,6 +170,8 @@ def issue_status(request: HttpRequest, org_id: str, app_id: str, issue_id: int) 
             f"Unknown action; use one of: {', '.join(STATUS_ACTIONS)}.", status=400, content_type="text/plain"
         )
     issue_status_set(issue=issue, status=STATUS_ACTIONS[action])
+    # A plain resolve or reopen replaces a "resolve in the next release".
+    issue_release_resolution_clear(issue=issue)
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         target = reverse("dashboards:issue_detail", args=[app.organization.public_id, app.public_id, issue.id])

@@ -36,8 +36,6 @@ def _followup_new(issue: Issue, *, auto_assign: bool) -> IssueFollowup | None:
                 followup.suspect_commit = suspect.commit
                 followup.suspect_reason = suspect.reason
                 followup.assignee = member_for_email(app=issue.app, email=suspect.commit.author_email)
-                if followup.assignee is None:
-                    followup.suspect_reason += f"; its author {suspect.commit.author_email or suspect.commit.author_name} is not a member, so nobody was assigned"
     try:
         with transaction.atomic():
             followup.save()

@@ -44,10 +44,7 @@ class Suspect:
         summary = (self.commit.message.splitlines() or [""])[0][:120]
         if self.by_line:
             return f"{where}, changed by {self.commit.sha[:7]} '{summary}'"
-        return (
-            f"{where}: no commit changed that line; {self.commit.sha[:7]} '{summary}' is the newest commit "
-            "that touched the file"
-        )
+        return f"{where}: no commit changed that line; the newest change to its file is {self.commit.sha[:7]} '{summary}'"
 
 
 # --- Pure logic ---------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def tenants(db, client):
         "issue_id": own_issue.id,
         "event_id": event_create(issue=own_issue).event_id,
         "transaction_id": transaction_name_create(app=own_app).id,
+        "release_id": release_create(app=own_app).id,
     }
     other = {
         "org_id": other_org.public_id,
@@ -91,6 +92,7 @@ def tenants(db, client):
         "issue_id": other_issue.id,
         "event_id": event_create(issue=other_issue).event_id,
         "transaction_id": transaction_name_create(app=other_app, name=SECRET_TITLE).id,
+        "release_id": release_create(app=other_app, version=SECRET_TITLE).id,
     }
     client.force_login(member)
     return client, own, other, other_issue
@@ -102,6 +104,14 @@ def transaction_name_create(*, app, name: str = "GET /orders/"):
     from processing.models import TransactionName
 
     return TransactionName.objects.create(app=app, name=name, first_seen=timezone.now())
+
+
+def release_create(*, app, version: str = "v1"):
+    from django.utils import timezone
+
+    from processing.releases import release_store
+
+    return release_store(app=app, version=version, deployed_at=timezone.now(), commits=[])
 
 
 def id_routes() -> list[Route]:

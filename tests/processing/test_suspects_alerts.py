@@ -145,7 +145,10 @@ def test_a_line_the_newest_commit_added_is_its_authors(team):
 def test_no_hunk_covers_the_line_falls_back_to_the_newest_commit_of_the_file(team):
     followup = digest_followup(team["app"], crash("refund", 80)).followup
     assert followup.suspect_commit.sha == SHA_C
-    assert "no commit changed that line" in followup.suspect_reason
+    assert followup.suspect_reason == (
+        "frame `orders/views.py:80` in `refund`: no commit changed that line; "
+        "the newest change to its file is c3c3c3c 'Banner at the top'"
+    )
     assert followup.assignee == team["al"]
 
 
@@ -168,7 +171,6 @@ def test_a_non_member_author_is_the_suspect_but_nobody_is_assigned(team):
     followup = digest_followup(team["app"], crash("tweak", 10, release="v3")).followup
     assert followup.suspect_commit.sha == SHA_D
     assert followup.assignee is None
-    assert "contractor@elsewhere.com is not a member" in followup.suspect_reason
 
 
 def test_an_email_alias_finds_the_member(team):

@@ -1,0 +1,363 @@
+"""The releases pages (list, one release), the app's alerts page, the issue's assignment form,
+and the read-side queries they need. Thin views: every id is resolved through
+``accounts.selectors.app_for_member`` first, so another organization's release, issue or app is
+a 404. Writes go through ``dashboards.issue_actions`` and the alert-settings form below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Sum
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
+from django.utils import timezone
+
+from accounts.models import App, Membership, User
+from accounts.selectors import app_for_member
+from processing.models import (
+    AlertSubscription,
+    AppAlertSettings,
+    Commit,
+    CommitFile,
+    EmailAlias,
+    Issue,
+    IssueFollowup,
+    IssueHourly,
+    Release,
+    ReleaseCommit,
+)
+
+from . import selectors
+from .charts import BarChart
+from .issue_actions import issue_assign, issue_resolve_next_release
+
+# Errors per hour "before" and "after" a release are averaged over at most this long.
+RATE_WINDOW = timedelta(hours=24)
+RELEASES_PER_PAGE = 50
+# Written on the pages where "resolve in the next release" applies.
+ORDERING_RULE = (
+    "Releases are ordered by deploy order per environment: the order in which they were first "
+    "reported for that environment (not by version name or commit date). An issue resolved in the "
+    "next release reopens only when an event comes from a release deployed after the one that was "
+    "current in its environment when it was resolved; an event from another environment compares "
+    "deploy times."
+)
+
+
+# --- Selectors --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReleaseRow:
+    release: Release
+    commit_count: int
+    authors: list[str]
+    new_issues: int
+    regressed_issues: int
+    rate_before: float | None
+    rate_after: float | None
+
+
+def _errors_per_hour(*, app: App, start: datetime, end: datetime) -> float | None:
+    hours = (end - start).total_seconds() / 3600
+    if hours <= 0:
+        return None
+    total = (
+        IssueHourly.objects.filter(app=app, hour__gte=start, hour__lt=end).aggregate(total=Sum("count"))["total"] or 0
+    )
+    return round(total / max(hours, 1.0), 2)
+
+
+def _next_release_at(release: Release) -> datetime | None:
+    later = Release.objects.filter(
+        app_id=release.app_id,
+        environment=release.environment,
+        deploy_order__gt=release.deploy_order,
+    ).order_by("deploy_order")
+    return later.values_list("deployed_at", flat=True).first()
+
+
+def release_rows(*, app: App, limit: int = RELEASES_PER_PAGE) -> list[ReleaseRow]:
+    releases = list(
+        Release.objects.filter(app=app).order_by("-deployed_at", "-deploy_order").annotate(commit_count=Count("release_commits"))[:limit]
+    )
+    ids = [release.pk for release in releases]
+    authors: dict[int, list[str]] = {}
+    for release_id, name, email in (
+        ReleaseCommit.objects.filter(release_id__in=ids)
+        .order_by("release_id", "position")
+        .values_list("release_id", "commit__author_name", "commit__author_email")
+    ):
+        label = name or email
+        if label and label not in authors.setdefault(release_id, []):
+            authors[release_id].append(label)
+    new_by_key: dict[tuple[str, str], int] = {}
+    for version, environment, n in (
+        IssueFollowup.objects.filter(issue__app=app).values("first_release", "first_environment").annotate(n=Count("pk"))
+        .values_list("first_release", "first_environment", "n")
+    ):  # fmt: skip
+        new_by_key[(version, environment)] = n
+    regressed = dict(
+        IssueFollowup.objects.filter(issue__app=app).exclude(regressed_release="").values("regressed_release")
+        .annotate(n=Count("pk")).values_list("regressed_release", "n")
+    )  # fmt: skip
+    now = timezone.now()
+    rows = []
+    for release in releases:
+        after_end = min(_next_release_at(release) or now, release.deployed_at + RATE_WINDOW, now)
+        rows.append(
+            ReleaseRow(
+                release=release,
+                commit_count=release.commit_count,
+                authors=authors.get(release.pk, []),
+                new_issues=new_by_key.get((release.version, release.environment), 0),
+                regressed_issues=regressed.get(release.version, 0),
+                rate_before=_errors_per_hour(app=app, start=release.deployed_at - RATE_WINDOW, end=release.deployed_at),
+                rate_after=_errors_per_hour(app=app, start=release.deployed_at, end=after_end),
+            )
+        )
+    return rows
+
+
+def release_for_app(*, app: App, release_id: int) -> Release | None:
+    return Release.objects.filter(
+        app=app,
+        pk=release_id,
+    ).first()
+
+
+@dataclass
+class EndpointChange:
+    name: str
+    p95_before: float | None
+    p95_after: float | None
+
+
+def endpoint_p95_changes(*, app: App, release: Release) -> list[EndpointChange]:
+    """Each transaction name's p95 in the day before the release and after it (until the next
+    release of its environment or a day), from the performance rollups."""
+    from . import performance
+
+    minute = 60
+    start = release.deployed_at.replace(second=0, microsecond=0)
+    end = min(_next_release_at(release) or timezone.now(), start + RATE_WINDOW, timezone.now())
+    end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    before_range = performance.TimeRange(key="custom", start=start - RATE_WINDOW, end=start, step=minute)
+    after_range = performance.TimeRange(key="custom", start=start, end=end, step=minute)
+    before, _, _ = performance.names_table(app=app, time_range=before_range)
+    after, _, _ = performance.names_table(app=app, time_range=after_range)
+    p95_before = {row.name.name: row.stats.p95 for row in before}
+    p95_after = {row.name.name: row.stats.p95 for row in after}
+    names = sorted(set(p95_before) | set(p95_after))
+    return [EndpointChange(name=name, p95_before=p95_before.get(name), p95_after=p95_after.get(name)) for name in names]
+
+
+def release_markers(*, app: App, start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+    return list(
+        Release.objects.filter(
+            app=app,
+            deployed_at__gte=start,
+            deployed_at__lt=end,
+        )
+        .order_by("deployed_at")
+        .values_list("deployed_at", "version")[:50]
+    )
+
+
+def bar_chart_markers(*, chart: BarChart, markers: list[tuple[datetime, str]]) -> BarChart:
+    """Place release markers on a bar chart (x in pixels), for the errors charts."""
+    span = (chart.end - chart.start).total_seconds() or 1.0
+    chart.markers = [
+        (round(chart.width * (moment - chart.start).total_seconds() / span, 2), version, moment) for moment, version in markers
+    ]
+    return chart
+
+
+def app_members(*, app: App) -> list[User]:
+    return list(
+        User.objects.filter(
+            memberships__organization_id=app.organization_id,
+        ).order_by("email")
+    )
+
+
+# --- Views ------------------------------------------------------------------------------------------
+
+
+@login_required
+def release_list(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
+    app = app_for_member(request.user, org_id, app_id)
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET"])
+    return render(
+        request,
+        "dashboards/releases.html",
+        {"app": app, "organization": app.organization, "rows": release_rows(app=app), "ordering_rule": ORDERING_RULE},
+    )
+
+
+@login_required
+def release_detail(request: HttpRequest, org_id: str, app_id: str, release_id: int) -> HttpResponse:
+    app = app_for_member(request.user, org_id, app_id)
+    release = release_for_app(app=app, release_id=release_id)
+    if release is None:
+        raise Http404("No such release")
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET"])
+    commits = list(
+        Commit.objects.filter(release_commits__release=release).order_by("release_commits__position")
+    )
+    files: dict[int, list[CommitFile]] = {}
+    for changed in CommitFile.objects.filter(commit__in=commits).order_by("path"):
+        files.setdefault(changed.commit_id, []).append(changed)
+    new_issues = Issue.objects.filter(
+        app=app,
+        followup__first_release=release.version,
+        followup__first_environment=release.environment,
+    ).order_by("-event_count")[:100]
+    regressions = Issue.objects.filter(
+        app=app,
+        followup__regressed_release=release.version,
+    ).order_by("-regressed_at")[:100]
+    return render(
+        request,
+        "dashboards/release.html",
+        {
+            "app": app,
+            "organization": app.organization,
+            "release": release,
+            "commits": [(commit, files.get(commit.pk, [])) for commit in commits],
+            "new_issues": new_issues,
+            "regressions": regressions,
+            "endpoints": endpoint_p95_changes(app=app, release=release),
+            "ordering_rule": ORDERING_RULE,
+        },
+    )
+
+
+@login_required
+def issue_assign_view(request: HttpRequest, org_id: str, app_id: str, issue_id: int) -> HttpResponse:
+    """POST assignee=<user id> (or empty to unassign): a manual assignment, which wins."""
+    app = app_for_member(request.user, org_id, app_id)
+    issue = selectors.issue_for_app(app=app, issue_id=issue_id)
+    if issue is None:
+        raise Http404("No such issue")
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    raw = request.POST.get("assignee", "")
+    assignee = None
+    if raw:
+        assignee = User.objects.filter(pk=int(raw) if raw.isdigit() else 0, memberships__organization_id=app.organization_id).first()
+        if assignee is None:
+            return HttpResponse("The assignee must be a member of this organization.", status=400, content_type="text/plain")
+    issue_assign(issue=issue, assignee=assignee)
+    return redirect("dashboards:issue_detail", app.organization.public_id, app.public_id, issue.id)
+
+
+@login_required
+def issue_resolve_next_view(request: HttpRequest, org_id: str, app_id: str, issue_id: int) -> HttpResponse:
+    app = app_for_member(request.user, org_id, app_id)
+    issue = selectors.issue_for_app(app=app, issue_id=issue_id)
+    if issue is None:
+        raise Http404("No such issue")
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    issue_resolve_next_release(issue=issue)
+    return redirect("dashboards:issue_detail", app.organization.public_id, app.public_id, issue.id)
+
+
+def issue_followup_context(*, app: App, issue: Issue) -> dict:
+    """What the issue page shows about assignment and releases."""
+    followup = IssueFollowup.objects.filter(issue=issue).select_related("suspect_commit", "assignee", "resolved_in_release").first()
+    return {
+        "followup": followup,
+        "members": app_members(app=app),
+        "ordering_rule": ORDERING_RULE,
+    }
+
+
+class AlertSettingsForm(forms.ModelForm):
+    class Meta:
+        model = AppAlertSettings
+        fields = [
+            "auto_assign", "alert_new", "alert_regression", "alert_spike", "spike_threshold",
+            "spike_window_minutes", "issue_window_minutes", "digest_minutes", "webhook_url",
+        ]  # fmt: skip
+        labels = {
+            "auto_assign": "Assign new issues to the author of the suspect commit",
+            "alert_new": "Alert on new issues",
+            "alert_regression": "Alert on regressions",
+            "alert_spike": "Alert on spikes",
+            "spike_threshold": "Spike: events in an issue",
+            "spike_window_minutes": "Spike: within minutes",
+            "issue_window_minutes": "At most one alert per issue per minutes",
+            "digest_minutes": "New issues within minutes of an alert go into one digest",
+            "webhook_url": "Webhook URL (Slack-compatible JSON)",
+        }
+
+
+@login_required
+def alert_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
+    """The app's alert policy (owners), the member's own subscription, and their email aliases."""
+    app = app_for_member(request.user, org_id, app_id)
+    if request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    is_owner = Membership.objects.filter(
+        organization_id=app.organization_id, user=request.user, role=Membership.Role.OWNER
+    ).exists()
+    policy = AppAlertSettings.objects.filter(app=app).first() or AppAlertSettings(app=app)
+    subscription = AlertSubscription.objects.filter(app=app, user=request.user).first()
+    mode = subscription.mode if subscription else AlertSubscription.Mode.ALL
+    form = AlertSettingsForm(instance=policy)
+    error = ""
+    if request.method == "POST":
+        section = request.POST.get("section", "")
+        if section == "policy":
+            if not is_owner:
+                return HttpResponse("Only owners change the app's alert settings.", status=403, content_type="text/plain")
+            form = AlertSettingsForm(request.POST, instance=policy)
+            if form.is_valid():
+                form.save()
+                return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
+        elif section == "subscription":
+            mode = request.POST.get("mode", "")
+            if mode not in AlertSubscription.Mode.values:
+                return HttpResponse("Unknown mode.", status=400, content_type="text/plain")
+            AlertSubscription.objects.update_or_create(app=app, user=request.user, defaults={"mode": mode})
+            return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
+        elif section == "alias":
+            address = request.POST.get("email", "").strip().lower()
+            try:
+                forms.EmailField().clean(address)
+            except forms.ValidationError:
+                error = "That is not an email address."
+            else:
+                if EmailAlias.objects.filter(email=address).exists() or User.objects.filter(email__iexact=address).exists():
+                    error = "That address is already someone's."
+                else:
+                    EmailAlias.objects.create(user=request.user, email=address)
+                    return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
+        elif section == "alias-remove":
+            EmailAlias.objects.filter(user=request.user, pk=request.POST.get("alias") or 0).delete()
+            return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
+        else:
+            return HttpResponse("Unknown form.", status=400, content_type="text/plain")
+    return render(
+        request,
+        "dashboards/alerts.html",
+        {
+            "app": app,
+            "organization": app.organization,
+            "form": form,
+            "is_owner": is_owner,
+            "mode": mode,
+            "modes": AlertSubscription.Mode.choices,
+            "aliases": EmailAlias.objects.filter(user=request.user).order_by("email"),
+            "error": error,
+        },
+        status=400 if error or (request.method == "POST" and form.errors) else 200,
+    )
