@@ -101,3 +101,21 @@ def test_a_busy_minute_of_the_original_agent_fits_and_queues_small(perf):
     (envelope,) = perf.broker.envelopes()
     assert envelope["data"]["groups"][0]["count"] == 36_000
     assert len(json.dumps(envelope)) < 20_000
+
+
+def test_query_budget_cold_one_warm_zero(perf, django_assert_max_num_queries):
+    body = agent_body([12.0, 15.5])
+    with django_assert_max_num_queries(1):
+        assert perf.post_agent(body).status_code == 202
+    with django_assert_max_num_queries(0):
+        assert perf.post_agent(body).status_code == 202
+        assert perf.post_original({"transactions": [], "traces": []}).status_code == 202
+
+
+def test_over_quota_is_429_with_retry_after(perf):
+    perf.app.events_per_minute = 2
+    perf.app.save()
+    responses = [perf.post_agent(agent_body([10.0])) for _ in range(4)]
+    assert [r.status_code for r in responses[:2]] == [202, 202]
+    refused = [r for r in responses[2:] if r.status_code == 429]
+    assert refused and int(refused[0]["Retry-After"]) > 0
