@@ -87,8 +87,18 @@ def commits_parse(lines: Iterator[str], *, on_commit: Callable[[int], None] = la
     in_diff_header = False
     status = "modified"
     old_path = ""
+    header_path = ""
+
+    def flush_header_only() -> None:
+        nonlocal header_path
+        if header_path and current is not None and in_diff_header:
+            current.files.append(FileChange(path=header_path, status=status))
+        header_path = ""
+
     for raw in lines:
         line = raw.rstrip("\n")
+        if line.startswith(_COMMIT_START):
+            flush_header_only()
         if line.startswith(_COMMIT_START) or in_header:
             # The header runs from the start marker to the record separator (the message spans lines).
             header.append(line[len(_COMMIT_START):] if line.startswith(_COMMIT_START) else line)
@@ -99,13 +109,17 @@ def commits_parse(lines: Iterator[str], *, on_commit: Callable[[int], None] = la
                 sha, name, email, when, message = (text.split(_FS) + [""] * 5)[:5]
                 current = CommitInfo(sha=sha, author_name=name, author_email=email.lower(), timestamp=when, message=message.strip())
                 commits.append(current)
-                change, in_diff_header = None, False
+                change, in_diff_header, header_path = None, False, ""
                 on_commit(len(commits))
             continue
         if current is None:
             continue
         if line.startswith("diff --git "):
+            flush_header_only()
             change, status, old_path, in_diff_header = None, "modified", "", True
+            # "diff --git a/<path> b/<path>": kept in case no "+++" line follows (an empty new
+            # file, a binary file, a mode change), so the file is still listed, without hunks.
+            header_path = line[len("diff --git "):].rpartition(" b/")[2]
         elif not in_diff_header:
             # Inside a hunk: "+++ x" here is an added line "++ x", not a file header.
             if line.startswith("@@") and change is not None:
@@ -130,9 +144,8 @@ def commits_parse(lines: Iterator[str], *, on_commit: Callable[[int], None] = la
                 path = old_path
             change = FileChange(path=path, status=status)
             current.files.append(change)
-            in_diff_header = False
-        elif line.startswith("Binary files "):
-            in_diff_header = False
+            in_diff_header, header_path = False, ""
+    flush_header_only()
     return commits
 
 
