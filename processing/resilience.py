@@ -40,7 +40,10 @@ def database_patiently(call: Callable[[], T], *, what: str, sleep: Callable[[flo
 
     ``call`` must be atomic (nothing committed when it raises). A warm shutdown of
     the worker (``celery.worker.state``) ends the wait by raising ``WorkerShutdown``, which the
-    batch machinery does not catch, so the messages are not acknowledged and go back to the queue.
+    batch machinery does not catch, so the messages are not acknowledged and go back to the queue
+    (``tests/processing/test_worker.py`` stops a worker this way). celery_batches 0.11 then logs
+    "Error in timer: UnboundLocalError ... 'result'" from its postrun hook, which assumes the task
+    either returned or raised an ``Exception``; harmless, the worker is stopping anyway.
     """
     pause = FIRST_PAUSE
     attempt = 0

@@ -53,16 +53,33 @@ def database_url_through(relay: TcpRelay) -> str:
     return f"postgres://{credentials}@127.0.0.1:{relay.port}/{quote(db['NAME'])}"
 
 
-@pytest.mark.services
-@pytest.mark.django_db(transaction=True)
-def test_worker_digests_published_events_and_outlasts_a_database_outage(postgres_url, rabbitmq_url, tmp_path):
+def worker_start(*, env: dict, log_path: Path) -> subprocess.Popen:
+    command = [
+        str(CELERY), "-A", "opbeat_server", "worker", "-Q", "events,default", "--pool=solo",
+        "--without-gossip", "--without-mingle", "-n", f"h3-test-{uuid.uuid4().hex[:8]}@%h", "-l", "INFO",
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def worker_stop(worker: subprocess.Popen) -> int:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        return worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+        raise AssertionError("the worker did not stop within 30 s of SIGTERM") from None
+
+
+@pytest.fixture
+def relayed_worker_env(postgres_url, rabbitmq_url, tmp_path):
+    """Environment for a worker process whose PostgreSQL connections go through a TcpRelay."""
     if connection.vendor != "postgresql":
         pytest.skip("the worker process needs a database it can share with the test (PostgreSQL)")
     events_queue_purge(rabbitmq_url)
-    _, _, app = org_app_create()
     db = connection.settings_dict
     relay = TcpRelay((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)))
-    log_path = tmp_path / "worker.log"
     env = {
         **os.environ,
         "DATABASE_URL": database_url_through(relay),
@@ -71,12 +88,17 @@ def test_worker_digests_published_events_and_outlasts_a_database_outage(postgres
         "OPBEAT_DIGEST_FLUSH_SECONDS": "0.2",
         "LOG_LEVEL": "INFO",
     }
-    command = [
-        str(CELERY), "-A", "opbeat_server", "worker", "-Q", "events,default", "--pool=solo",
-        "--without-gossip", "--without-mingle", "-n", f"h3-test-{uuid.uuid4().hex[:8]}@%h", "-l", "INFO",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    yield relay, env
+    relay.close()
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_worker_digests_published_events_and_outlasts_a_database_outage(relayed_worker_env, tmp_path):
+    relay, env = relayed_worker_env
+    _, _, app = org_app_create()
+    log_path = tmp_path / "worker.log"
+    worker = worker_start(env=env, log_path=log_path)
     try:
         bodies = [json.loads(path.read_text()) for path in ERROR_FIXTURES]
         first = [envelope(app, body) for body in bodies]
@@ -91,9 +113,7 @@ def test_worker_digests_published_events_and_outlasts_a_database_outage(postgres
         during = [envelope(app, bodies[0]) for _ in range(3)]
         events_enqueue(during[:2])
         events_enqueue([during[2], first[0]])  # first[0] again: a redelivery must not count
-        wait_for(
-            lambda: b"(attempt 2)" in log_path.read_bytes(), seconds=30, what="the worker to retry twice"
-        )
+        wait_for(lambda: b"(attempt 2)" in log_path.read_bytes(), seconds=30, what="the worker to retry twice")
         assert Event.objects.filter(app=app).count() == 7
         relay.restore()
 
@@ -105,15 +125,37 @@ def test_worker_digests_published_events_and_outlasts_a_database_outage(postgres
         assert Event.objects.get(event_id=uuid.UUID(first[0]["event_id"])).issue_id == zero.pk
         assert zero.event_count == Event.objects.filter(issue=zero).count() == 5
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        relay.close()
-    assert worker.returncode == 0, log_path.read_text()[-3000:]
+        code = worker_stop(worker)
+    assert code == 0, log_path.read_text()[-3000:]
 
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_worker_stopped_during_an_outage_hands_its_events_back(relayed_worker_env, tmp_path):
+    relay, env = relayed_worker_env
+    _, _, app = org_app_create()
+    log_path = tmp_path / "worker.log"
+    worker = worker_start(env=env, log_path=log_path)
+    try:
+        wait_for(lambda: b" ready." in log_path.read_bytes(), seconds=60, what="the worker to be ready")
+        relay.cut()
+        batch = [envelope(app, {"message": "stored after a restart", "user": {"id": i}}) for i in range(3)]
+        events_enqueue(batch)
+        wait_for(lambda: b"(attempt 2)" in log_path.read_bytes(), seconds=30, what="the worker to retry twice")
+    finally:
+        worker_stop(worker)  # a warm shutdown in the middle of the wait: the messages are not acknowledged
+    assert not Event.objects.filter(app=app).exists()
+
+    relay.restore()
+    worker = worker_start(env=env, log_path=log_path)
+    try:
+        wait_for(lambda: Event.objects.filter(app=app).count() == 3, seconds=60, what="3 events stored by the next worker")
+        time.sleep(1)
+    finally:
+        worker_stop(worker)
+    issue = Issue.objects.get(app=app)
+    assert (issue.event_count, issue.users_count) == (3, 3)
+    assert Event.objects.filter(app=app).count() == 3
 
 PUBLISH_FIXTURES = """
 import json, sys, time
@@ -151,10 +193,5 @@ def test_embedded_worker_digests_from_the_on_disk_queue_into_sqlite(tmp_path):
         counts = sorted(count for (count,) in rows("SELECT event_count FROM processing_issue WHERE app_id = ?"))
         assert counts == [1, 1, 1, 2, 2]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-    assert worker.returncode == 0, log_path.read_text()[-3000:]
+        code = worker_stop(worker)
+    assert code == 0, log_path.read_text()[-3000:]
