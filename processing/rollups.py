@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
@@ -122,6 +122,16 @@ def _minute(value: Any, received_at: float) -> int:
     return int(moment // 60) * 60
 
 
+def _nul_strip(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {str(key).replace("\x00", ""): _nul_strip(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nul_strip(item) for item in value]
+    return value
+
+
 @dataclass
 class _Parsed:
     event_id: uuid.UUID
@@ -179,17 +189,21 @@ def _envelope_parse(envelope: Any) -> _Parsed:
         )
     traces = []
     for item in data.get("traces") or []:
-        if not isinstance(item.get("spans", []), list):
+        spans = item.get("spans", [])
+        if not isinstance(spans, list):
             raise ValueError("trace spans are not a list")
+        if b"\\u0000" in orjson.dumps(spans):
+            # PostgreSQL's jsonb cannot hold NUL; the intake strips it, but envelopes are not trusted.
+            spans = _nul_strip(spans)
         traces.append(
             {
                 "id": str(item.get("id") or "")[:64],
                 "transaction": _name(item["transaction"]),
                 "kind": str(item.get("kind") or "request")[:60],
                 "result": str(item.get("result", ""))[:40],
-                "timestamp": _number(item["timestamp"]),
+                "timestamp": _minute(item["timestamp"], received_at) + _number(item["timestamp"]) % 60,
                 "duration": _number(item["duration"]),
-                "spans": item.get("spans", []),
+                "spans": spans,
                 "spans_dropped": min(_count(item.get("spans_dropped", 0)), 2**31 - 1),
             }
         )
@@ -445,9 +459,40 @@ def transactions_digest(*, envelopes: list[Any]) -> RollupResult:
             continue
         seen.add(item.event_id)
         parsed.append(item)
-    if parsed:
-        _parsed_store(parsed, result)
+    if not parsed:
+        return result
+    batch = RollupResult()
+    try:
+        _parsed_store(parsed, batch)
+        _results_add(result, batch)
+        return result
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a refusal about the data: isolate the bad envelope
+        if len(parsed) == 1:
+            logger.error("rollups: the database refused envelope %s; skipped: %s", parsed[0].event_id, exc)
+            result.skipped += 1
+            return result
+        logger.warning("rollups: a batch of %d envelopes was refused (%s); rolling them up one by one", len(parsed), exc)
+    # Slow path, only after a refusal: each envelope alone (its own transaction), so one bad
+    # envelope costs only itself; the result counts only what was committed.
+    for item in parsed:
+        alone = RollupResult()
+        try:
+            _parsed_store([item], alone)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - see above
+            logger.error("rollups: the database refused envelope %s; skipped: %s", item.event_id, exc)
+            result.skipped += 1
+            continue
+        _results_add(result, alone)
     return result
+
+
+def _results_add(result: RollupResult, other: RollupResult) -> None:
+    for name in ("rolled_up", "duplicates", "skipped", "transactions", "rows", "traces"):
+        setattr(result, name, getattr(result, name) + getattr(other, name))
 
 
 def rollups_prune(*, now: datetime | None = None) -> dict[str, int]:

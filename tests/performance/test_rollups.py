@@ -81,3 +81,43 @@ def test_prune_drops_old_minutes_and_keeps_days(perf):
     rollups_prune(now=later)
     resolutions = set(TransactionRollup.objects.filter(app=perf.app).values_list("resolution", flat=True))
     assert resolutions == {3600, 86400}
+
+
+def test_untrusted_envelopes_are_skipped_or_cleaned_alone(perf):
+    assert perf.post_original(body("GET /a", [10.0])).status_code == 202
+    [good] = perf.broker.envelopes()
+    broken = {**good, "event_id": "f" * 32, "data": {"groups": [{"transaction": "GET /b", "count": "many"}]}}
+    nul = {
+        **good,
+        "event_id": "e" * 32,
+        "data": {**good["data"], "groups": [], "traces": [{
+            "id": "t1", "transaction": "GET /nul", "timestamp": MINUTE + 5, "duration": 5.0,
+            "spans": [{"id": 1, "parent": 0, "signature": "SELECT \x00", "kind": "db", "start": 0, "duration": 1, "sql": "x\x00y"}],
+        }]},
+    }  # fmt: skip
+    result = transactions_digest(envelopes=[broken, good, nul, "not even a dict"])
+    assert (result.rolled_up, result.skipped) == (2, 2)
+    assert rollup(perf.app, "GET /a", 60).count == 1
+    [trace] = TransactionTrace.objects.filter(app=perf.app, name__name="GET /nul")
+    assert trace.spans[0]["signature"] == "SELECT " and trace.spans[0]["sql"] == "xy"
+
+
+def test_an_envelope_the_database_refuses_costs_only_itself(perf, monkeypatch):
+    import processing.rollups as rollups
+
+    for name in ("GET /a", "GET /poison"):
+        assert perf.post_original(body(name, [10.0])).status_code == 202
+    envelopes = perf.broker.envelopes()
+    real = rollups._rollups_write
+
+    def refusing(deltas):
+        # Stands for a row the database refuses (odd data, a bug): raised inside the transaction.
+        if any(TransactionName.objects.filter(pk=key[1], name="GET /poison").exists() for key in deltas):
+            raise ValueError("refused")
+        return real(deltas)
+
+    monkeypatch.setattr(rollups, "_rollups_write", refusing)
+    result = transactions_digest(envelopes=envelopes)
+    assert (result.rolled_up, result.skipped) == (1, 1)
+    assert rollup(perf.app, "GET /a", 60).count == 1
+    assert not TransactionRollup.objects.filter(app=perf.app, name__name="GET /poison").exists()
