@@ -101,8 +101,10 @@ class Sketch:
 
     def _cover(self, low: int, high: int) -> None:
         if not len(self.counts):
-            self.offset = low
-            self.counts = np.zeros(high - low + 1, dtype=np.uint64)
+            # Sized for every bin a duration can have (1 µs .. ~1 day) at once: merging rows with
+            # different spans then never regrows the array (11 KB; a cumulative sum over it is ~5 µs).
+            self.offset = min(low, KEY_MIN)
+            self.counts = np.zeros(max(high, KEY_MAX) - self.offset + 1, dtype=np.uint64)
             return
         end = self.offset + len(self.counts) - 1
         if low >= self.offset and high <= end:
