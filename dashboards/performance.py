@@ -186,6 +186,10 @@ class Stats:
         return self.errors / self.count if self.count else 0.0
 
     @property
+    def error_percent(self) -> float:
+        return 100 * self.error_rate
+
+    @property
     def min(self) -> float | None:
         return self.sketch.min if self.count else None
 

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
+from django.utils import timezone
 
 from accounts.selectors import app_for_member
 
@@ -29,9 +30,11 @@ def _range_links(request: HttpRequest, time_range: perf.TimeRange, extra: dict |
 
 def _charts(*, app, name, time_range, markers, with_spans: bool = False):
     points, overall = perf.series(app=app, name=name, time_range=time_range, with_spans=with_spans)
-    step_minutes = time_range.step / 60
+    # The newest bucket is still filling up: its rate is over the minutes elapsed, not the step.
+    now = timezone.now()
+    minutes = [max(min(time_range.step, (now - start).total_seconds()), 60) / 60 for start in time_range.buckets]
     throughput = perf.line_chart_build(
-        series_values={"requests/min": [point.count / step_minutes if point.count else 0.0 for point in points]},
+        series_values={"requests/min": [point.count / span if point.count else 0.0 for point, span in zip(points, minutes)]},
         css=LINE_CSS, unit="rpm", time_range=time_range, markers=markers,
     )  # fmt: skip
     latency = perf.line_chart_build(

@@ -121,7 +121,7 @@ def test_overview_table_sorts_by_impact(perf):
     assert order == ["GET /hot", "GET /rare-slow", "GET /broken"]
     by_p99 = re.findall(r">(GET /[a-z-]+)</a>", perf.page("performance", range="1h", sort="p99"))
     assert by_p99[0] == "GET /rare-slow"
-    assert "100 %" in html  # /broken: every request a 5xx
+    assert "100.0 %" in html  # /broken: every request a 5xx
 
 
 def test_empty_app_and_bad_custom_range(perf):
