@@ -261,9 +261,7 @@ def names_table(*, app: App, time_range: TimeRange, sort: str = "impact") -> tup
     for row in rows:
         row.impact = row.stats.sketch.sum / largest if largest > 0 else 0.0
     rows.sort(key=_sort_key(sort))
-    capped = any(row.name.name == TransactionName.OTHER for row in rows) or any(
-        name.name == TransactionName.OTHER for name in names.values()
-    )
+    capped = any(name.name == TransactionName.OTHER for name in names.values())
     return rows, totals, capped
 
 

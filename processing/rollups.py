@@ -258,6 +258,9 @@ def _names_resolve(app_id: int, wanted: dict[str, str], now: datetime) -> dict[s
     special = {TransactionName.TOTAL, TransactionName.OTHER}
     ids = dict(TransactionName.objects.filter(app_id=app_id, name__in=[*wanted, *special]).values_list("name", "id"))
     missing = [name for name in wanted if name not in ids]
+    # Only the app's totals row always exists; `_other` appears once the cap is reached, and its
+    # existence is what the dashboard reports.
+    needed = [TransactionName.TOTAL] if TransactionName.TOTAL not in ids else []
     if missing:
         existing = TransactionName.objects.filter(app_id=app_id).exclude(name__in=special).count()
         room = max(cap - existing, 0)
@@ -267,14 +270,19 @@ def _names_resolve(app_id: int, wanted: dict[str, str], now: datetime) -> dict[s
         )
         if len(missing) > room:
             logger.warning("rollups: app %s reached %d transaction names; %d name(s) counted as _other", app_id, cap, len(missing) - room)
-    for name in special:
-        if name not in ids:
-            TransactionName.objects.bulk_create(
-                [TransactionName(app_id=app_id, name=name, kind="", first_seen=now)], ignore_conflicts=True
-            )
+            needed.append(TransactionName.OTHER)
+    if needed:
+        TransactionName.objects.bulk_create(
+            [TransactionName(app_id=app_id, name=name, kind="", first_seen=now) for name in needed], ignore_conflicts=True
+        )
     ids = dict(TransactionName.objects.filter(app_id=app_id, name__in=[*wanted, *special]).values_list("name", "id"))
-    other = ids[TransactionName.OTHER]
-    out = {name: ids.get(name, other) for name in wanted}
+    # A name created by a concurrent batch past the cap is not in ids: it goes to `_other` too.
+    if any(name not in ids for name in wanted) and TransactionName.OTHER not in ids:
+        TransactionName.objects.bulk_create(
+            [TransactionName(app_id=app_id, name=TransactionName.OTHER, kind="", first_seen=now)], ignore_conflicts=True
+        )
+        ids[TransactionName.OTHER] = TransactionName.objects.get(app_id=app_id, name=TransactionName.OTHER).id
+    out = {name: ids[name] if name in ids else ids[TransactionName.OTHER] for name in wanted}
     out[TransactionName.TOTAL] = ids[TransactionName.TOTAL]
     return out
 

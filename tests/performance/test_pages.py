@@ -122,6 +122,7 @@ def test_overview_table_sorts_by_impact(perf):
     by_p99 = re.findall(r">(GET /[a-z-]+)</a>", perf.page("performance", range="1h", sort="p99"))
     assert by_p99[0] == "GET /rare-slow"
     assert "100.0 %" in html  # /broken: every request a 5xx
+    assert "reached the limit" not in html
 
 
 def test_empty_app_and_bad_custom_range(perf):
