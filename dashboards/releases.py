@@ -281,6 +281,10 @@ def issue_followup_context(*, app: App, issue: Issue) -> dict:
 
 
 class AlertSettingsForm(forms.ModelForm):
+    webhook_url = forms.URLField(
+        required=False, max_length=500, assume_scheme="https", label="Webhook URL (Slack-compatible JSON)"
+    )
+
     class Meta:
         model = AppAlertSettings
         fields = [
