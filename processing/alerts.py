@@ -101,6 +101,11 @@ def _frame_lines(frame: dict) -> list[str]:
     return lines
 
 
+def _slack_escape(text: str) -> str:
+    # Slack's message format: these three are control characters in "text" (links are <url|label>).
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def alert_content(*, issue: Issue, followup: IssueFollowup | None, kind: str, event: Event | None) -> AlertContent:
     label = KIND_LABELS.get(kind, kind)
     url = issue_url(issue)
@@ -135,7 +140,7 @@ def alert_content(*, issue: Issue, followup: IssueFollowup | None, kind: str, ev
     if suspect:
         fields.append({"title": "Suspect commit", "value": suspect, "short": False})
     webhook = {
-        "text": f"{label} in {issue.app.name}: <{url}|{issue.title}>",
+        "text": f"{label} in {_slack_escape(issue.app.name)}: <{url}|{_slack_escape(issue.title)}>",
         "attachments": [
             {"fallback": f"{label}: {issue.title} {url}", "color": "danger", "title": issue.title, "title_link": url,
              "text": exc_text, "fields": fields}

@@ -14,9 +14,10 @@ import logging
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 
 from .alerts import alert_settings_get, issue_alert
-from .models import Event, Issue, IssueFollowup
+from .models import Event, Issue, IssueFollowup, IssueHourly
 from .suspects import member_for_email, suspect_find
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,16 @@ def _followup_new(issue: Issue, *, auto_assign: bool) -> IssueFollowup | None:
     return followup
 
 
+def _events_within(*, issue: Issue, since: datetime) -> int:
+    """Events of the issue since ``since``. Windows of an hour or more read the hourly counts
+    (pruning keeps only the newest events of an issue, so counting rows would stop at that cap);
+    shorter ones count event rows on the (issue, timestamp) index."""
+    if since <= datetime.now(tz=dt_timezone.utc) - timedelta(hours=1):
+        start = since.replace(minute=0, second=0, microsecond=0)
+        return IssueHourly.objects.filter(issue=issue, hour__gte=start).aggregate(total=Sum("count"))["total"] or 0
+    return Event.objects.filter(issue=issue, timestamp__gte=since).count()
+
+
 def issue_followup(*, issue: Issue, now: datetime) -> str:
     """Follow up one issue; returns the alert sent ("new", "regression", "spike") or ""."""
     policy = alert_settings_get(app=issue.app)
@@ -67,7 +78,7 @@ def issue_followup(*, issue: Issue, now: datetime) -> str:
         kind = "regression" if policy.alert_regression else ""
     elif policy.alert_spike and issue.status == Issue.Status.UNRESOLVED:
         window = timedelta(minutes=policy.spike_window_minutes)
-        recent = Event.objects.filter(issue=issue, received_at__gte=now - window).count()
+        recent = _events_within(issue=issue, since=now - window)
         if recent >= policy.spike_threshold and (followup.spike_alerted_at is None or followup.spike_alerted_at < now - window):
             IssueFollowup.objects.filter(pk=followup.pk).update(spike_alerted_at=now)
             kind = "spike"
