@@ -82,8 +82,11 @@ def release_store(
     """Create or complete the release; ``commits`` newest first, as ``release_parse`` returns them."""
     release = Release.objects.select_for_update().filter(app=app, environment=environment, version=version).first()
     if release is None:
-        # Lock the app's row so two workers numbering releases of one environment take turns.
+        # Lock the app's row so two workers numbering releases of one environment take turns;
+        # the one that waited finds the release the other created (the same re-sent release).
         App.objects.select_for_update().filter(pk=app.pk).first()
+        release = Release.objects.filter(app=app, environment=environment, version=version).first()
+    if release is None:
         last = Release.objects.filter(app=app, environment=environment).aggregate(top=Max("deploy_order"))["top"] or 0
         release = Release.objects.create(
             app=app, version=version, environment=environment, branch=branch, status=status,
