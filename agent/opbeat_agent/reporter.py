@@ -1,7 +1,12 @@
 """The transactions reporter: a daemon thread that takes finished transactions from a bounded
-queue (``put_nowait`` from the app's thread; full means dropped and counted), aggregates them, and
-every ``transactions_interval`` seconds hands one transactions body to the transport, which sends
-it like an error (gzip, retries, backoff, Retry-After).
+hand-off (appended from the app's thread without a lock or a wake-up; full means dropped and
+counted), aggregates them, and every ``transactions_interval`` seconds hands one transactions body
+to the transport, which sends it like an error (gzip, retries, backoff, Retry-After).
+
+The hand-off is a ``collections.deque`` drained every ``_DRAIN_SECONDS``, not a ``queue.Queue``:
+a Queue's lock and condition, and waking the reporter for every request, cost the app more CPU
+than recording the transaction itself (measured with bench/agent_overhead). A deque's append and
+popleft are atomic under the GIL, so the app's thread never waits for ours.
 
 Restarted after ``fork`` with an empty state; at exit, what was recorded is aggregated and handed
 over before the transport's own bounded flush. Never raises into the host app.
@@ -10,9 +15,9 @@ over before the transport's own bounded flush. Never raises into the host app.
 from __future__ import annotations
 
 import atexit
+import collections
 import logging
 import os
-import queue
 import threading
 import time
 import weakref
@@ -23,7 +28,10 @@ from .version import __version__
 
 logger = logging.getLogger("opbeat_agent.reporter")
 
-_STOP = object()
+# How often the reporter wakes to fold what the app recorded into its aggregates. At this machine's
+# ~5,000 requests/s per process, 0.2 s leaves about 1,000 transactions waiting, a tenth of the
+# default transaction_queue_size.
+_DRAIN_SECONDS = 0.2
 
 
 class _FlushRequest:
@@ -44,7 +52,10 @@ class TransactionsReporter:
 
     def _init_state(self) -> None:
         config = self.config
-        self._queue: queue.Queue = queue.Queue(maxsize=config.transaction_queue_size)
+        self._pending: collections.deque = collections.deque()
+        self._capacity = config.transaction_queue_size
+        self._flushes: collections.deque = collections.deque()
+        self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._closed = False
@@ -56,13 +67,15 @@ class TransactionsReporter:
         )
 
     def _ensure_worker(self) -> None:
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="opbeat_agent.reporter", daemon=True)
                 self._thread.start()
+
+    def _drop(self) -> None:
+        # The rare path: a lock here keeps the count exact without costing the common one.
+        with self._lock:
+            self._dropped += 1
 
     # --- the host app's side --------------------------------------------------------------------
 
@@ -70,16 +83,23 @@ class TransactionsReporter:
         if self._closed:
             return
         try:
-            self._ensure_worker()
-            if transaction.spans and self._queue.qsize() * 2 > self._queue.maxsize:
+            if self._thread is None:
+                self._ensure_worker()
+            pending = self._pending
+            waiting = len(pending)
+            if waiting >= self._capacity:
+                # Checked without a lock: two threads may both take the last place, which only
+                # lets the hand-off run over its bound by a transaction or two.
+                self._drop()
+                return
+            if transaction.spans and waiting * 2 > self._capacity:
                 # Falling behind: keep the timing (the histograms), shed the detail. Spans are what
-                # makes a queued transaction heavy (up to transaction_max_spans each).
+                # makes a waiting transaction heavy (up to transaction_max_spans each).
                 transaction.spans_dropped += len(transaction.spans)
                 transaction.spans = []
-            self._queue.put_nowait(transaction)
-        except (queue.Full, RuntimeError):
-            with self._lock:
-                self._dropped += 1
+            pending.append(transaction)
+        except RuntimeError:  # "can't start new thread": the interpreter is shutting down
+            self._drop()
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Aggregate everything recorded so far and hand it to the transport (not waiting for the
@@ -88,21 +108,14 @@ class TransactionsReporter:
         if thread is None or not thread.is_alive():
             return True
         request = _FlushRequest()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            self._queue.put(request, timeout=timeout)
-        except queue.Full:
-            return False
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return request.done.wait(remaining)
+        self._flushes.append(request)
+        self._wake.set()
+        return request.done.wait(timeout)
 
     def close(self, timeout: Optional[float] = None) -> None:
         self.flush(timeout)
         self._closed = True
-        try:
-            self._queue.put_nowait(_STOP)
-        except queue.Full:
-            pass
+        self._wake.set()
 
     def _at_exit(self) -> None:
         if not self._closed:
@@ -110,27 +123,37 @@ class TransactionsReporter:
 
     # --- the reporter thread --------------------------------------------------------------------
 
+    def _drain(self) -> None:
+        pending, add = self._pending, self._aggregator.add
+        while True:
+            try:
+                transaction = pending.popleft()
+            except IndexError:
+                return
+            try:
+                add(transaction)
+            except Exception:  # noqa: BLE001 - one odd transaction must not cost the others
+                logger.exception("opbeat_agent: could not aggregate a transaction")
+
     def _run(self) -> None:
         interval = self.config.transactions_interval
         next_send = time.monotonic() + interval
-        while not self._closed:
+        while True:
             try:
-                try:
-                    item = self._queue.get(timeout=max(0.0, next_send - time.monotonic()))
-                except queue.Empty:
-                    item = None
-                if item is _STOP:
-                    self._send()
-                    return
-                if isinstance(item, _FlushRequest):
-                    self._send()
-                    item.done.set()
-                    continue
-                if item is not None:
-                    self._aggregator.add(item)
-                if time.monotonic() >= next_send:
+                self._wake.wait(min(_DRAIN_SECONDS, max(0.0, next_send - time.monotonic())))
+                self._wake.clear()
+                # Only the flushes asked for before this drain are answered by this send: one that
+                # arrives while we send waits for the next round, which then has its data.
+                flushes = len(self._flushes)
+                closing = self._closed
+                self._drain()
+                if flushes or closing or time.monotonic() >= next_send:
                     self._send()
                     next_send = time.monotonic() + interval
+                for _ in range(flushes):
+                    self._flushes.popleft().done.set()
+                if closing:
+                    return
             except Exception:  # noqa: BLE001 - the reporter must outlive any bug in one transaction
                 logger.exception("opbeat_agent: reporter error")
 

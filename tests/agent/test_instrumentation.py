@@ -57,6 +57,30 @@ def test_sqlite3_queries_are_spans(tx_client):
     assert spans[3]["extra"]["sql"] == "SELECT id FROM orders WHERE email = ? AND id > ?"
 
 
+def test_sqlite3_connections_and_cursors_stay_of_the_class_the_app_asked_for(tx_client):
+    class AppConnection(sqlite3.Connection):
+        label = "app connection"
+
+    class AppCursor(sqlite3.Cursor):
+        label = "app cursor"
+
+    tx_client.begin_transaction("request")
+    db = sqlite3.connect(":memory:", factory=AppConnection)
+    positional = sqlite3.connect(":memory:", 5.0, 0, "DEFERRED", True, AppConnection)
+    assert isinstance(db, AppConnection) and db.label == "app connection"
+    assert isinstance(positional, AppConnection) and type(db).__name__ == "AppConnection"
+    cursor = db.cursor(AppCursor)
+    assert isinstance(cursor, AppCursor) and cursor.label == "app cursor"
+    cursor.execute("SELECT 1")
+    positional.execute("SELECT 2")
+    with pytest.raises(sqlite3.OperationalError):
+        db.execute("SELECT * FROM missing_table")
+    tx_client.end_transaction("GET /", 200)
+    spans = spans_of(tx_client)
+    assert [s["signature"] for s in spans] == ["SELECT", "SELECT", "SELECT FROM missing_table"]
+    assert spans[2]["duration"] >= 0  # a failing query's span is ended too
+
+
 def test_outside_a_transaction_nothing_is_recorded_and_results_are_the_same(tx_client):
     db = sqlite3.connect(":memory:")
     assert db.execute("SELECT 1 + 1").fetchone() == (2,)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 import wrapt
 
-from ..tracing import span_current, transaction_current
+from ..tracing import query_call, span_current, transaction_current  # noqa: F401 - query_call for the drivers' modules
 
 logger = logging.getLogger("opbeat_agent.instrumentation")
 
@@ -90,3 +90,17 @@ def first_arg(args: tuple, kwargs: dict, name: str) -> Optional[Any]:
     if args:
         return args[0]
     return kwargs.get(name)
+
+
+def statement_text(query: Any, context: Any = None) -> str:
+    """The SQL of a query object that is not a str: bytes, or a composed query that renders itself
+    (``psycopg2.sql``/``psycopg.sql`` ``Composable.as_string(context)``)."""
+    if isinstance(query, bytes):
+        return query.decode("utf-8", "replace")
+    as_string = getattr(query, "as_string", None)
+    if as_string is not None and context is not None:
+        try:
+            return as_string(context)
+        except Exception:  # noqa: BLE001 - a closed cursor, an unusual Composable: its str() will do
+            pass
+    return str(query)

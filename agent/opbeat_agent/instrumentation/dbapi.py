@@ -1,72 +1,73 @@
-"""DB-API 2 drivers: the connection a driver's ``connect`` returns is wrapped in a proxy whose
-cursors record a span per ``execute``/``executemany``: kind ``db.<vendor>.sql``, signature
-``SELECT FROM orders``, and the statement with literals replaced (parameters are never read).
+"""DB-API 2 drivers whose classes are C types (sqlite3, psycopg2): a span per
+``execute``/``executemany``, kind ``db.<vendor>.sql``, signature ``SELECT FROM orders``, and the
+statement with literals replaced (parameters are never read).
 
-sqlite3's connection is a C type whose methods cannot be patched, hence the proxy. psycopg2's
-functions refuse a proxied connection (``register_type``, ``quote_ident``), so there the
-connection stays real and ``connect`` gets a ``cursor_factory`` that subclasses the cursor class
-the app asked for (psycopg2's own mechanism for custom cursors).
+Their methods cannot be patched, so ``connect`` is given a subclass instead, through each driver's
+own mechanism for custom classes: sqlite3's ``factory`` (a ``Connection`` subclass whose
+``cursor()`` hands out ``Cursor`` subclasses) and psycopg2's ``cursor_factory``. The objects the app
+gets are real connections and cursors of the classes it asked for (``isinstance``, ``type(...)
+.__name__``, psycopg2's C functions that refuse anything else), and a query costs one Python call
+more, not an attribute-forwarding proxy on every access. A factory the app passes itself is
+subclassed the same way.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-import wrapt
+from .base import Instrumentation, query_call, statement_text
 
-from ..sql import sql_signature, sql_strip
-from ..tracing import trace, transaction_current
-from .base import Instrumentation, inside
+_TRACED = "_opbeat_agent_traced"
 
 
-def _traced(vendor: str, sql: Any, call: Callable, *args: Any, **kwargs: Any) -> Any:
-    if transaction_current() is None or inside("db."):
-        return call(*args, **kwargs)
-    statement = sql if isinstance(sql, str) else str(sql)
-    with trace(sql_signature(statement), f"db.{vendor}.sql", {"sql": sql_strip(statement)}):
-        return call(*args, **kwargs)
+def _traced_subclass(cache: dict, base: type, namespace: dict) -> type:
+    traced = cache.get(base)
+    if traced is None:
+        # Same name and module as the class the app asked for: code that looks at
+        # type(connection).__name__ (or a repr in a log line) sees what it expects.
+        traced = type(base.__name__, (base,), {**namespace, "__module__": base.__module__, _TRACED: True})
+        cache[base] = traced
+    return traced
 
 
-class CursorProxy(wrapt.ObjectProxy):
-    def __init__(self, wrapped: Any, vendor: str) -> None:
-        super().__init__(wrapped)
-        self._self_vendor = vendor
+# --- sqlite3 ----------------------------------------------------------------------------------
 
-    def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
-        result = _traced(self._self_vendor, sql, self.__wrapped__.execute, sql, *args, **kwargs)
-        # sqlite3's execute returns the cursor itself: hand back the proxy, not the bare cursor.
-        return self if result is self.__wrapped__ else result
-
-    def executemany(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
-        result = _traced(self._self_vendor, sql, self.__wrapped__.executemany, sql, *args, **kwargs)
-        return self if result is self.__wrapped__ else result
-
-    def __enter__(self) -> Any:
-        self.__wrapped__.__enter__()
-        return self
+_SQLITE_KIND = "db.sqlite.sql"
+_sqlite_cursors: dict = {}
+_sqlite_connections: dict = {}
 
 
-class ConnectionProxy(wrapt.ObjectProxy):
-    def __init__(self, wrapped: Any, vendor: str) -> None:
-        super().__init__(wrapped)
-        self._self_vendor = vendor
+def sqlite_cursor_class(base: type) -> type:
+    """A subclass of sqlite3 cursor class ``base`` whose execute/executemany record spans."""
 
-    def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        return CursorProxy(self.__wrapped__.cursor(*args, **kwargs), self._self_vendor)
+    def execute(self: Any, sql: Any, *args: Any) -> Any:
+        return query_call(_SQLITE_KIND, sql, base.execute, self, sql, *args)
 
-    # sqlite3's shortcuts (Connection.execute); a driver without them never reaches these.
-    def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
-        cursor = _traced(self._self_vendor, sql, self.__wrapped__.execute, sql, *args, **kwargs)
-        return CursorProxy(cursor, self._self_vendor)
+    def executemany(self: Any, sql: Any, *args: Any) -> Any:
+        return query_call(_SQLITE_KIND, sql, base.executemany, self, sql, *args)
 
-    def executemany(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
-        cursor = _traced(self._self_vendor, sql, self.__wrapped__.executemany, sql, *args, **kwargs)
-        return CursorProxy(cursor, self._self_vendor)
+    return _traced_subclass(_sqlite_cursors, base, {"execute": execute, "executemany": executemany})
 
-    def __enter__(self) -> Any:
-        # `with sqlite3.connect(...) as conn:` must keep using the proxy inside the block.
-        self.__wrapped__.__enter__()
-        return self
+
+def sqlite_connection_class(base: type) -> type:
+    """A subclass of sqlite3 connection class ``base``: its cursors are traced, and so are its
+    ``execute`` shortcuts (which run the statement in C, past the cursor's Python ``execute``)."""
+    import sqlite3
+
+    def cursor(self: Any, factory: Any = sqlite3.Cursor) -> Any:
+        if isinstance(factory, type) and issubclass(factory, sqlite3.Cursor) and not getattr(factory, _TRACED, False):
+            factory = sqlite_cursor_class(factory)
+        return base.cursor(self, factory)
+
+    def execute(self: Any, sql: Any, *args: Any) -> Any:
+        return query_call(_SQLITE_KIND, sql, base.execute, self, sql, *args)
+
+    def executemany(self: Any, sql: Any, *args: Any) -> Any:
+        return query_call(_SQLITE_KIND, sql, base.executemany, self, sql, *args)
+
+    return _traced_subclass(
+        _sqlite_connections, base, {"cursor": cursor, "execute": execute, "executemany": executemany}
+    )
 
 
 class SQLite(Instrumentation):
@@ -75,50 +76,46 @@ class SQLite(Instrumentation):
     instrument_list = (("sqlite3", "connect"), ("sqlite3.dbapi2", "connect"))
 
     def _wrapper(self, module: str, path: str) -> Callable:
-        # Always proxy, inside a transaction or not: a connection opened at start-up serves the
-        # requests that come later.
+        # Inside a transaction or not: a connection opened at start-up serves the requests that
+        # come later.
         def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-            return ConnectionProxy(wrapped(*args, **kwargs), "sqlite")
+            try:
+                import sqlite3
+
+                # connect(database, timeout, detect_types, isolation_level, check_same_thread, factory, ...)
+                positional = len(args) > 5
+                base = args[5] if positional else kwargs.get("factory", sqlite3.Connection)
+                if isinstance(base, type) and issubclass(base, sqlite3.Connection) and not getattr(base, _TRACED, False):
+                    traced = sqlite_connection_class(base)
+                    if positional:
+                        args = (*args[:5], traced, *args[6:])
+                    else:
+                        kwargs = {**kwargs, "factory": traced}
+            except Exception:  # noqa: BLE001 - an unexpected factory: connect untraced
+                pass
+            return wrapped(*args, **kwargs)
 
         return wrapper
 
 
-_traced_cursor_classes: dict = {}
+# --- psycopg2 ---------------------------------------------------------------------------------
 
-
-def _statement_text(cursor: Any, query: Any) -> str:
-    if isinstance(query, str):
-        return query
-    if isinstance(query, bytes):
-        return query.decode("utf-8", "replace")
-    as_string = getattr(query, "as_string", None)  # psycopg2.sql.Composable
-    if as_string is not None:
-        try:
-            return as_string(cursor)
-        except Exception:  # noqa: BLE001 - fall back to the object's text
-            pass
-    return str(query)
+_POSTGRES_KIND = "db.postgresql.sql"
+_psycopg2_cursors: dict = {}
 
 
 def traced_cursor_class(base: type) -> type:
     """A subclass of psycopg2 cursor class ``base`` whose execute/executemany record spans."""
-    traced = _traced_cursor_classes.get(base)
-    if traced is None:
 
-        def execute(self: Any, query: Any, vars: Any = None) -> Any:
-            if transaction_current() is None or inside("db."):
-                return base.execute(self, query, vars)
-            return _traced("postgresql", _statement_text(self, query), base.execute, self, query, vars)
+    def execute(self: Any, query: Any, vars: Any = None) -> Any:
+        sql = query if isinstance(query, str) else statement_text(query, self)
+        return query_call(_POSTGRES_KIND, sql, base.execute, self, query, vars)
 
-        def executemany(self: Any, query: Any, vars_list: Any) -> Any:
-            if transaction_current() is None or inside("db."):
-                return base.executemany(self, query, vars_list)
-            return _traced("postgresql", _statement_text(self, query), base.executemany, self, query, vars_list)
+    def executemany(self: Any, query: Any, vars_list: Any) -> Any:
+        sql = query if isinstance(query, str) else statement_text(query, self)
+        return query_call(_POSTGRES_KIND, sql, base.executemany, self, query, vars_list)
 
-        traced = type(base.__name__, (base,), {"execute": execute, "executemany": executemany,
-                                               "__module__": base.__module__, "_opbeat_agent_traced": True})
-        _traced_cursor_classes[base] = traced
-    return traced
+    return _traced_subclass(_psycopg2_cursors, base, {"execute": execute, "executemany": executemany})
 
 
 class Psycopg2(Instrumentation):
@@ -131,7 +128,7 @@ class Psycopg2(Instrumentation):
                 import psycopg2.extensions
 
                 base = kwargs.get("cursor_factory") or psycopg2.extensions.cursor
-                if isinstance(base, type) and not getattr(base, "_opbeat_agent_traced", False):
+                if isinstance(base, type) and not getattr(base, _TRACED, False):
                     kwargs = {**kwargs, "cursor_factory": traced_cursor_class(base)}
             except Exception:  # noqa: BLE001 - an unexpected cursor_factory: connect untraced
                 pass

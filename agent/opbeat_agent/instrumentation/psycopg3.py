@@ -13,29 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..sql import sql_signature, sql_strip
+from ..sql import sql_describe
 from ..tracing import trace
-from .base import Instrumentation, first_arg, inside
+from .base import Instrumentation, first_arg, inside, query_call, statement_text
 
-
-def statement_text(cursor: Any, query: Any) -> str:
-    """The SQL of a str, bytes or ``psycopg.sql.Composable`` query."""
-    if isinstance(query, str):
-        return query
-    if isinstance(query, bytes):
-        return query.decode("utf-8", "replace")
-    as_string = getattr(query, "as_string", None)
-    if as_string is not None:
-        try:
-            return as_string(cursor)
-        except Exception:  # noqa: BLE001 - a closed cursor, an unusual Composable: its repr will do
-            pass
-    return str(query)
-
-
-def _span_args(instance: Any, args: tuple, kwargs: dict) -> tuple:
-    statement = statement_text(instance, first_arg(args, kwargs, "query"))
-    return sql_signature(statement), "db.postgresql.sql", {"sql": sql_strip(statement)}
+_KIND = "db.postgresql.sql"
 
 
 class Psycopg(Instrumentation):
@@ -50,16 +32,16 @@ class Psycopg(Instrumentation):
     )  # fmt: skip
 
     def call(self, module: str, path: str, wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+        query = first_arg(args, kwargs, "query")
+        sql = query if isinstance(query, str) else statement_text(query, instance)
         if path.startswith("Async"):
-            return self._call_async(wrapped, instance, args, kwargs)
-        if inside("db."):
-            return wrapped(*args, **kwargs)
-        with trace(*_span_args(instance, args, kwargs)):
-            return wrapped(*args, **kwargs)
+            return self._call_async(sql, wrapped, args, kwargs)
+        return query_call(_KIND, sql, wrapped, *args, **kwargs)
 
-    async def _call_async(self, wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    async def _call_async(self, sql: str, wrapped: Callable, args: tuple, kwargs: dict) -> Any:
         # The span times the awaited query, not the creation of the coroutine.
         if inside("db."):
             return await wrapped(*args, **kwargs)
-        with trace(*_span_args(instance, args, kwargs)):
+        signature, extra = sql_describe(sql)
+        with trace(signature, _KIND, extra):
             return await wrapped(*args, **kwargs)

@@ -15,7 +15,7 @@ import importlib
 import logging
 from typing import Any
 
-from ..sql import sql_signature, sql_strip
+from ..sql import sql_describe
 from ..tracing import trace, transaction_current
 from .base import Instrumentation
 
@@ -28,8 +28,8 @@ def _before(conn: Any, cursor: Any, statement: Any, parameters: Any, context: An
     if transaction_current() is None or context is None:
         return
     try:
-        text = statement if isinstance(statement, str) else str(statement)
-        span = trace(sql_signature(text), f"db.{conn.dialect.name}.sql", {"sql": sql_strip(text)})
+        signature, extra = sql_describe(statement if isinstance(statement, str) else str(statement))
+        span = trace(signature, f"db.{conn.dialect.name}.sql", extra)
         span.__enter__()
         setattr(context, _ATTR, span)
     except Exception:  # noqa: BLE001 - recording must never break the query

@@ -12,6 +12,7 @@ string, capped body, and the user when Flask-Login is in use.
 
 from __future__ import annotations
 
+import contextvars
 import sys
 from typing import Any, Optional
 
@@ -19,7 +20,7 @@ from . import DidNotEnable
 
 try:
     import flask
-    from flask import g, got_request_exception
+    from flask import got_request_exception
 except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
     raise DidNotEnable("Flask is not installed: pip install opbeat-agent[flask]") from exc
 
@@ -105,6 +106,7 @@ class Opbeat:
     def __init__(self, app: Optional[flask.Flask] = None, client: Optional[Client] = None, **options: Any) -> None:
         self.client = client
         self.options = options
+        self._state: contextvars.ContextVar = contextvars.ContextVar(f"opbeat_agent_flask_{id(self)}", default=None)
         if app is not None:
             self.init_app(app)
 
@@ -124,23 +126,32 @@ class Opbeat:
         app.after_request(self._after_request)
         app.teardown_request(self._teardown_request)
 
+    # Per-request state in a ContextVar of this extension, not in flask.g: each access to g goes
+    # through werkzeug's LocalProxy, which cost more than the transaction itself.
     def _before_request(self) -> None:
         request = flask.request._get_current_object()
         config = self.client.config
-        g._opbeat_agent_scope = scope_push(http=lambda: http_from_flask(request, config), user=user_from_flask)
-        g._opbeat_agent_transaction = self.client.begin_transaction("request") is not None
+        token = scope_push(http=lambda: http_from_flask(request, config), user=user_from_flask)
+        began = self.client.begin_transaction("request") is not None
+        # [scope token, transaction begun, request, response status]; set, never reset: the next
+        # request in this context overwrites it, and teardown clears it.
+        self._state.set([token, began, request, 500])
 
     def _after_request(self, response: Any) -> Any:
-        g._opbeat_agent_status = response.status_code
+        state = self._state.get()
+        if state is not None:
+            state[3] = response.status_code
         return response
 
     def _teardown_request(self, exc: Optional[BaseException]) -> None:
-        if g.pop("_opbeat_agent_transaction", False):
-            status = g.pop("_opbeat_agent_status", 500)
-            self.client.end_transaction(transaction_name(flask.request), 500 if exc is not None else status)
-        token = g.pop("_opbeat_agent_scope", None)
-        if token is not None:
-            scope_pop(token)
+        state = self._state.get()
+        if state is None:
+            return
+        self._state.set(None)
+        token, began, request, status = state
+        if began:
+            self.client.end_transaction(transaction_name(request), 500 if exc is not None else status)
+        scope_pop(token)
 
     def _on_exception(self, sender: Any, exception: BaseException, **extra: Any) -> None:
         client = self.client

@@ -20,8 +20,7 @@ from django.db.backends.signals import connection_created
 
 from ... import get_client, set_client
 from ...client import Client, client_from_settings
-from ...sql import sql_signature, sql_strip
-from ...tracing import trace, transaction_current
+from ...tracing import query_call, transaction_current
 from .request import http_from_django, template_from_exception, user_from_django
 
 logger = logging.getLogger("opbeat_agent.django")
@@ -124,11 +123,14 @@ def _query_span(execute: Any, sql: str, params: Any, many: bool, context: dict) 
     a span per query while a transaction is recording, a straight call otherwise."""
     if transaction_current() is None:
         return execute(sql, params, many, context)
-    connection = context.get("connection")
-    vendor = getattr(connection, "vendor", "sql")
-    statement = sql if isinstance(sql, str) else str(sql)
-    with trace(sql_signature(statement), f"db.{vendor}.sql", {"sql": sql_strip(statement)}):
-        return execute(sql, params, many, context)
+    vendor = getattr(context.get("connection"), "vendor", "sql")
+    kind = _KINDS.get(vendor)
+    if kind is None:
+        kind = _KINDS[vendor] = f"db.{vendor}.sql"
+    return query_call(kind, sql, execute, sql, params, many, context)
+
+
+_KINDS: dict = {}
 
 
 def _execute_wrapper_install(connection: Any) -> None:
