@@ -119,8 +119,8 @@ def query_call(kind: str, sql: Any, call: Callable, *args: Any, **kwargs: Any) -
 
     Every instrumented query goes through here, so it is written for speed: no ``trace`` object,
     the signature and stripped text looked up per statement (``sql_describe``), two ContextVar
-    reads. ~1.5 µs a query on the benchmark machine, against ~8 µs through ``trace`` and the regular
-    expressions.
+    reads: about 1.2 µs more than the bare query on the benchmark machine, where a proxy, a
+    ``trace`` object and the regular expressions on every query cost 13 µs.
     """
     transaction = _transaction.get()
     if transaction is None:
