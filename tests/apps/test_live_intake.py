@@ -3,7 +3,8 @@ served by Django's live server) with a real app's token: the intake answers 202 
 dashboard URL, the event is on the queue for the worker, scrubbed as the agent sent it; the
 worker's digest groups the app's errors into one issue, and the Location opens its page. Its
 transactions (with auto-instrumented spans) reach the intake's transactions endpoint, and the
-worker's rollups store them per name and minute with the slowest trace and its spans."""
+worker's rollups store them per name and minute with the slowest trace and its spans; so do the
+example Django project's, driven in its own process."""
 
 from __future__ import annotations
 
@@ -152,3 +153,51 @@ def test_flask_transactions_reach_the_real_intake_and_are_stored_by_the_worker(l
     finally:
         agent.close(timeout=0)
         opbeat_agent.set_client(None)
+
+
+def test_django_transactions_reach_the_real_intake_and_are_stored_by_the_worker(live_server, transactional_db, broker):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from processing.models import TransactionName, TransactionRollup, TransactionTrace
+    from processing.rollups import transactions_digest
+
+    app_credentials_cache_clear()
+    owner, organization, app = org_app_create()
+    root = Path(__file__).resolve().parents[2]
+    ids = {"ORGANIZATION_ID": organization.public_id, "APP_ID": app.public_id, "SECRET_TOKEN": app.secret_token,
+           "SERVERS": [live_server.url], "RELEASE": "2026.11.2"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OPBEAT_")},
+        "DJANGO_SETTINGS_MODULE": "tests.apps.django_app.settings",
+        "PYTHONPATH": os.pathsep.join([str(root / "agent"), str(root)]),
+        "EXAMPLE_OPBEAT": json.dumps(ids),
+    }
+    # Its own process: a process configures Django once, and this one is Opbeat Server.
+    result = subprocess.run([sys.executable, "-m", "tests.apps.django_app.live"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["statuses"] == [200, 200, 200, 200] and report["flushed"] is True
+    assert report["stats"].get("transactions_sent") == 1 and not report["stats"].get("rejected"), report
+
+    [envelope] = broker.envelopes()
+    assert envelope["kind"] == "transactions" and envelope["app_id"] == app.pk
+    assert transactions_digest(envelopes=[envelope]).rolled_up == 1
+    counts: dict = {}
+    for row in TransactionRollup.objects.filter(app=app, resolution=60).select_related("name"):
+        counts[row.name.name] = counts.get(row.name.name, 0) + row.count
+    # Named by URL pattern, never the raw path.
+    assert counts == {TransactionName.TOTAL: 4, "GET /orders/<int:pk>/": 3, "GET /": 1}
+    order = TransactionName.objects.get(app=app, name="GET /orders/<int:pk>/")
+    [trace] = TransactionTrace.objects.filter(name=order)
+    assert trace.release == "2026.11.2"
+    kinds = {(span["signature"], span["kind"]) for span in trace.spans}
+    assert ("SELECT FROM auth_user", "db.sqlite.sql") in kinds  # the ORM's queries, once each
+    assert ("order.html", "template.django") in kinds
+    assert ("get default", "cache.locmem") in kinds
+    sql_spans = [span for span in trace.spans if span["kind"] == "db.sqlite.sql"]
+    assert len(sql_spans) == 2

@@ -2,6 +2,7 @@
 an ``OPBEAT`` setting (the original module's keys); the middleware is left out on purpose, the
 agent's app inserts it. Runs in its own process (see tests/apps/test_django_app.py)."""
 
+import json
 import os
 
 SECRET_KEY = "example-not-secret"
@@ -40,6 +41,10 @@ OPBEAT = {
     # The recording transport: events stay in memory for the driver to print.
     "TRANSPORT": "opbeat_agent.transport.MemoryTransport",
 }
+# tests/apps/test_live_intake.py points the same project at the real intake with a real app's
+# ids and token (and the HTTP transport): {"ORGANIZATION_ID": ..., "SERVERS": [...], ...}.
+if os.environ.get("EXAMPLE_OPBEAT"):
+    OPBEAT = {**{k: v for k, v in OPBEAT.items() if k != "TRANSPORT"}, **json.loads(os.environ["EXAMPLE_OPBEAT"])}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
