@@ -90,7 +90,7 @@ def test_flask_error_reaches_the_real_intake(live_server, transactional_db, brok
         opbeat_agent.set_client(None)
 
 
-def test_flask_transactions_reach_the_real_intake_and_are_stored_by_the_worker(live_server, transactional_db, broker):
+def test_flask_transactions_reach_the_real_intake_and_are_stored_by_the_worker(live_server, transactional_db, broker, client):
     app_credentials_cache_clear()
     owner, organization, app = org_app_create()
     opbeat_agent.set_client(None)
@@ -150,6 +150,16 @@ def test_flask_transactions_reach_the_real_intake_and_are_stored_by_the_worker(l
         # A redelivered message adds nothing.
         assert transactions_digest(envelopes=[envelope]).rolled_up == 0
         assert sum(r.count for r in TransactionRollup.objects.filter(app=app, name=report, resolution=60)) == 3
+
+        # The app's owner sees them on the performance pages, the route escaped as text.
+        client.force_login(owner)
+        overview = client.get(f"/orgs/{organization.public_id}/apps/{app.public_id}/performance/")
+        assert overview.status_code == 200
+        assert "GET /report/&lt;int:limit&gt;" in overview.content.decode()
+        detail = client.get(f"/orgs/{organization.public_id}/apps/{app.public_id}/performance/{report.pk}/")
+        assert detail.status_code == 200
+        html = detail.content.decode()
+        assert "SELECT FROM orders" in html and "report.html" in html
     finally:
         agent.close(timeout=0)
         opbeat_agent.set_client(None)
