@@ -232,11 +232,8 @@ def test_flask_app_with_the_agent_to_its_issue_page(production_stack):
     # on the page legitimately: it is in the source lines around the frame.)
     assert re.search(r"secret_password\s*\*{8}", text), "the local variable secret_password is not shown masked"
     assert "password=********" in text
-    if "password=pw" in text:
-        # Known gap, reported: the agent masks http.query_string and sensitive keys, but the locals
-        # of Flask's own frames (environ's RAW_URI/QUERY_STRING, the Request repr) still carry the raw
-        # query string. Recorded as an expected failure so it shows in every run until it is fixed.
-        pytest.xfail("agent: library-frame locals carry the raw query string 'password=pw' unmasked")
+    # Nowhere on the page, including the locals of Flask's own frames (environ, the Request repr).
+    assert "password=pw" not in text
 
 
 def test_original_module_transactions_show_on_the_performance_page(chromium: str, production_stack):
