@@ -52,8 +52,12 @@ def events_digest(requests) -> dict:
     performance = [e for e in envelopes if isinstance(e, dict) and e.get("kind") == TRANSACTIONS_KIND]
     if performance:
         envelopes = [e for e in envelopes if not (isinstance(e, dict) and e.get("kind") == TRANSACTIONS_KIND)]
-        rolled = database_patiently(lambda: transactions_digest(envelopes=performance), what="transactions_digest")
-        logger.info("transactions_digest: %s", rolled)
+        # An agent's body touches ~6 rollup rows per histogram: 50 bodies per database transaction
+        # keep its locks short (measured ~100 bodies/s per worker process, bench/percentiles).
+        for start in range(0, len(performance), 50):
+            part = performance[start : start + 50]
+            rolled = database_patiently(lambda: transactions_digest(envelopes=part), what="transactions_digest")
+            logger.info("transactions_digest: %s", rolled)
     # The intake packs the events of concurrent requests into one message, so a batch of messages
     # can hold many more envelopes: they are stored in transactions of at most this many, which
     # bounds statement size and lock time. A crash between two leaves the first committed, and
