@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
@@ -20,7 +21,7 @@ from . import performance as perf
 LINE_CSS = {"avg": "avg", "p50": "p50", "p95": "p95", "p99": "p99", "requests/min": "rpm"}
 
 
-def _range_links(request: HttpRequest, time_range: perf.TimeRange, extra: dict | None = None) -> list[tuple[str, str, bool]]:
+def _range_links(time_range: perf.TimeRange, extra: dict | None = None) -> list[tuple[str, str, bool]]:
     links = []
     for key in perf.RANGES:
         params = {**(extra or {}), "range": key}
@@ -49,14 +50,9 @@ def _charts(*, app, name, time_range, markers, with_spans: bool = False):
     return points, overall, throughput, latency
 
 
-def _page_basics(request: HttpRequest, org_id: str, app_id: str):
-    app = app_for_member(request.user, org_id, app_id)
-    return app
-
-
 @login_required
 def performance_overview(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
-    app = _page_basics(request, org_id, app_id)
+    app = app_for_member(request.user, org_id, app_id)
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET"])
     time_range, problem = perf.time_range_parse(request.GET)
@@ -78,14 +74,14 @@ def performance_overview(request: HttpRequest, org_id: str, app_id: str) -> Http
             "organization": app.organization,
             "time_range": time_range,
             "range_problem": problem,
-            "range_links": _range_links(request, time_range, {"sort": sort}),
+            "range_links": _range_links(time_range, {"sort": sort}),
             "range_query": urlencode(range_params),
             "sort": sort,
             "sort_links": [(key, label, "?" + urlencode({**range_params, "sort": key})) for key, label in perf.TABLE_SORTS.items()],
             "rows": rows,
             "totals": totals,
             "capped": capped,
-            "names_cap": perf.settings.OPBEAT_LIMITS["transaction_names_per_app"],
+            "names_cap": settings.OPBEAT_LIMITS["transaction_names_per_app"],
             "throughput": charts[2] if charts else None,
             "latency": charts[3] if charts else None,
             "markers": markers,
@@ -95,7 +91,7 @@ def performance_overview(request: HttpRequest, org_id: str, app_id: str) -> Http
 
 @login_required
 def transaction_detail(request: HttpRequest, org_id: str, app_id: str, transaction_id: int) -> HttpResponse:
-    app = _page_basics(request, org_id, app_id)
+    app = app_for_member(request.user, org_id, app_id)
     name = perf.transaction_name_for_app(app=app, name_id=transaction_id)
     if name is None:
         raise Http404("No such transaction")
@@ -128,7 +124,7 @@ def transaction_detail(request: HttpRequest, org_id: str, app_id: str, transacti
             "name": name,
             "time_range": time_range,
             "range_problem": problem,
-            "range_links": _range_links(request, time_range),
+            "range_links": _range_links(time_range),
             "range_query": urlencode(range_params),
             "stats": overall,
             "throughput": throughput,
