@@ -277,8 +277,10 @@ class Client:
         all_tags: dict = {}
         scope = scope_current()
         if scope is not None:
-            all_tags.update(scope.tags)
-            event["extra"].update(scope.extra)
+            if scope.tags:
+                all_tags.update(scope.tags)
+            if scope.extra:
+                event["extra"].update(scope.extra)
             for name, reader in (("http", scope.http), ("user", scope.user)):
                 if reader is None:
                     continue

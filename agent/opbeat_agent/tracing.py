@@ -133,6 +133,24 @@ def query_call(kind: str, sql: Any, call: Callable, *args: Any, **kwargs: Any) -
         span = transaction.span_begin(signature, kind, extra)
     except Exception:  # noqa: BLE001 - recording must never break the query
         span = None
+    return _span_run(transaction, span, call, args, kwargs)
+
+
+def span_call(signature: str, kind: str, call: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)`` as a span of the current transaction (a straight call outside
+    one): what ``trace`` does, without making a ``trace`` object, for instrumentation that runs on
+    every request (templates)."""
+    transaction = _transaction.get()
+    if transaction is None:
+        return call(*args, **kwargs)
+    try:
+        span = transaction.span_begin(signature, kind, None)
+    except Exception:  # noqa: BLE001 - recording must never break the call
+        span = None
+    return _span_run(transaction, span, call, args, kwargs)
+
+
+def _span_run(transaction: Transaction, span: Optional[Span], call: Callable, args: tuple, kwargs: dict) -> Any:
     if span is None:
         return call(*args, **kwargs)
     token = _span.set(span)

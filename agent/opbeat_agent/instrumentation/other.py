@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..tracing import trace
+from ..tracing import span_call, trace
 from .base import Instrumentation, first_arg
 
 
@@ -28,8 +28,7 @@ class DjangoTemplates(Instrumentation):
     instrument_list = (("django.template.base", "Template.render"),)
 
     def call(self, module: str, path: str, wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        with trace(getattr(instance, "name", None) or "<template>", "template.django"):
-            return wrapped(*args, **kwargs)
+        return span_call(getattr(instance, "name", None) or "<template>", "template.django", wrapped, *args, **kwargs)
 
 
 class Jinja2(Instrumentation):
@@ -37,8 +36,7 @@ class Jinja2(Instrumentation):
     instrument_list = (("jinja2.environment", "Template.render"),)
 
     def call(self, module: str, path: str, wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        with trace(getattr(instance, "name", None) or "<template>", "template.jinja2"):
-            return wrapped(*args, **kwargs)
+        return span_call(getattr(instance, "name", None) or "<template>", "template.jinja2", wrapped, *args, **kwargs)
 
 
 _CACHE_METHODS = (
