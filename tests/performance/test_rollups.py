@@ -121,3 +121,19 @@ def test_an_envelope_the_database_refuses_costs_only_itself(perf, monkeypatch):
     assert (result.rolled_up, result.skipped) == (1, 1)
     assert rollup(perf.app, "GET /a", 60).count == 1
     assert not TransactionRollup.objects.filter(app=perf.app, name__name="GET /poison").exists()
+
+
+def test_prune_keeps_the_slowest_traces_of_each_hour(perf):
+    start = datetime.now(tz=timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    traces = [
+        {"id": f"t{i}", "transaction": "GET /a", "result": 200, "kind": "request",
+         "timestamp": (start + timedelta(minutes=i)).isoformat(), "duration": 10.0 + i, "spans": []}
+        for i in range(6)
+    ]  # fmt: skip
+    assert perf.post_agent({"histograms": [], "traces": traces}).status_code == 202
+    perf.work()
+    assert TransactionTrace.objects.filter(app=perf.app).count() == 6
+    deleted = rollups_prune()
+    assert deleted["traces_surplus"] == 3
+    kept = sorted(TransactionTrace.objects.filter(app=perf.app).values_list("duration_ms", flat=True))
+    assert kept == [13.0, 14.0, 15.0]
