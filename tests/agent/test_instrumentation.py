@@ -403,3 +403,22 @@ def test_new_instrumentations_are_never_wrapped_twice_and_undoable(tx_client):
         conn.execute(sqlalchemy.text("SELECT 1"))
         tx_client.end_transaction("GET /", 200)
     assert spans_of(tx_client) == []
+
+
+def test_django_orm_queries_are_one_span_each_over_the_instrumented_driver(tx_client, db):
+    # The server's own database (SQLite embedded, PostgreSQL in production, where Django runs on
+    # psycopg 3, whose cursor classes are patched): Django's execute_wrapper records the query,
+    # and the driver's instrumentation below it does not record it again.
+    from django.db import connection
+
+    from opbeat_agent.integrations.django.setup import _query_span
+
+    with connection.execute_wrapper(_query_span):
+        tx_client.begin_transaction("request")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 WHERE 2 > %s", [1])
+            assert cursor.fetchone() == (1,)
+        tx_client.end_transaction("GET /orm/", 200)
+    spans = spans_of(tx_client)
+    assert [(s["signature"], s["kind"]) for s in spans] == [("SELECT", f"db.{connection.vendor}.sql")]
+    assert spans[0]["extra"]["sql"] == "SELECT ? WHERE ? > %s"
