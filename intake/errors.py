@@ -38,6 +38,10 @@ class MethodNotAllowed(IntakeError):
     status = 405
     reason = "invalid"
 
+    def __init__(self, message: str, *, allow: str = "POST", app_pk: int | None = None) -> None:
+        super().__init__(message, app_pk=app_pk)
+        self.allow = allow
+
 
 class Unauthorized(IntakeError):
     status = 401
@@ -84,7 +88,7 @@ def error_response(exc: Exception, *, app_pk: int | None) -> HttpResponse:
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, MethodNotAllowed):
-            headers["Allow"] = "POST"
+            headers["Allow"] = exc.allow
     elif isinstance(exc, ProtocolError):
         status, reason, message = exc.status, exc.reason, exc.message
     elif isinstance(exc, QueueUnavailable):
