@@ -422,3 +422,38 @@ def test_django_orm_queries_are_one_span_each_over_the_instrumented_driver(tx_cl
     spans = spans_of(tx_client)
     assert [(s["signature"], s["kind"]) for s in spans] == [("SELECT", f"db.{connection.vendor}.sql")]
     assert spans[0]["extra"]["sql"] == "SELECT ? WHERE ? > %s"
+
+
+def test_instrumenting_imports_no_library_and_instruments_one_imported_later():
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    pytest.importorskip("httpx")
+    pytest.importorskip("sqlalchemy")
+    script = textwrap.dedent("""
+        import json, sys
+        import opbeat_agent
+        from opbeat_agent.instrumentation import instrumented
+        client = opbeat_agent.Client(organization_id="o", app_id="a", secret_token="t",
+                                     transport=opbeat_agent.MemoryTransport())
+        before = {name: name in sys.modules for name in ("httpx", "sqlalchemy", "django", "redis", "psycopg")}
+        import httpx
+        import sqlite3  # the standard library's, imported only now too
+        client.begin_transaction("request")
+        sqlite3.connect(":memory:").execute("SELECT 1")
+        client.end_transaction("GET /", 200)
+        client.flush(5)
+        spans = [s["kind"] for t in client.transport.transactions[0]["traces"] for s in t["spans"]]
+        print(json.dumps({"before": before, "after": instrumented(), "spans": spans,
+                          "wrapped": hasattr(httpx.Client.__dict__["send"], "__wrapped__")}))
+    """)
+    agent = Path(__file__).resolve().parents[2] / "agent"
+    result = subprocess.run([sys.executable, "-c", script], env={"PYTHONPATH": str(agent), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["before"] == {"httpx": False, "sqlalchemy": False, "django": False, "redis": False, "psycopg": False}
+    assert {"httpx", "sqlite3", "http.client"} <= set(report["after"]) and "sqlalchemy" not in report["after"]
+    assert report["wrapped"] is True and report["spans"] == ["db.sqlite.sql"]

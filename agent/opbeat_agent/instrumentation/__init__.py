@@ -2,8 +2,10 @@
 
 One class per library (``instrument_list`` says what it patches); each is skipped when its
 library is absent, never wraps twice, and ``uninstrument_all()`` undoes everything. The client
-calls ``instrument_all()`` when transactions are on and ``instrument`` is not turned off.
-Importing this package imports wrapt (and the libraries only when instrumenting them).
+calls ``instrument_all()`` when transactions are on and ``instrument`` is not turned off: a
+library the app has already imported is instrumented at once, any other when the app imports it
+(wrapt's post-import hooks), so the agent never imports a library the app does not use.
+Importing this package imports wrapt, never the instrumented libraries.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ INSTRUMENTATIONS: list = [
 
 
 def instrument_all(*, skip: tuple = ()) -> list:
-    """Instrument every available library not named in ``skip``; returns the names instrumented."""
+    """Instrument every library not named in ``skip``: those the app has imported now, the others
+    when it imports them. Returns the names instrumented now."""
     done = []
     for instrumentation in INSTRUMENTATIONS:
         if instrumentation.name in skip:
             continue
-        if instrumentation.instrument():
+        if instrumentation.instrument_when_imported():
             done.append(instrumentation.name)
     return done
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
 from typing import Any, Callable, Optional
 
 import wrapt
@@ -31,6 +32,8 @@ class Instrumentation:
 
     def __init__(self) -> None:
         self._patches: list = []  # (parent, attribute, original), in patch order
+        self._wanted = False  # instrument_when_imported was asked, and uninstrument not since
+        self._hooked = False  # a post-import hook is registered (wrapt has no way to remove one)
 
     @property
     def instrumented(self) -> bool:
@@ -62,7 +65,25 @@ class Instrumentation:
             return False
         return True
 
+    def instrument_when_imported(self) -> bool:
+        """Instrument now if the app has imported the library, or else as soon as it does (a
+        post-import hook), so that instrumenting never imports a library the app does not use
+        (Django's templates in a Flask app, SQLAlchemy in a worker). True if instrumented now."""
+        self._wanted = True
+        module = self.instrument_list[0][0]
+        if module in sys.modules:
+            return self.instrument()
+        if not self._hooked and self.available():
+            self._hooked = True
+            wrapt.register_post_import_hook(self._imported, module)
+        return False
+
+    def _imported(self, module: Any) -> None:
+        if self._wanted:
+            self.instrument()
+
     def uninstrument(self) -> None:
+        self._wanted = False
         for parent, attribute, original in reversed(self._patches):
             setattr(parent, attribute, original)
         self._patches.clear()
