@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import wrapt
 
-from ..tracing import query_call, span_current, transaction_current  # noqa: F401 - query_call for the drivers' modules
+from ..tracing import span_current, transaction_current
 
 logger = logging.getLogger("opbeat_agent.instrumentation")
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .base import Instrumentation, query_call, statement_text
+from ..tracing import query_call
+from .base import Instrumentation, statement_text
 
 _TRACED = "_opbeat_agent_traced"
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..sql import sql_describe
-from ..tracing import trace
-from .base import Instrumentation, first_arg, inside, query_call, statement_text
+from ..tracing import query_call, trace
+from .base import Instrumentation, first_arg, inside, statement_text
 
 _KIND = "db.postgresql.sql"
 
