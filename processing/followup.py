@@ -14,10 +14,10 @@ import logging
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Count, Sum
 
-from .alerts import alert_settings_get, issue_alert
-from .models import Event, Issue, IssueFollowup, IssueHourly
+from .alerts import issue_alert
+from .models import AppAlertSettings, Event, Issue, IssueFollowup, IssueHourly
 from .suspects import member_for_email, suspect_find
 
 logger = logging.getLogger(__name__)
@@ -45,20 +45,31 @@ def _followup_new(issue: Issue, *, auto_assign: bool) -> IssueFollowup | None:
     return followup
 
 
-def _events_within(*, issue: Issue, since: datetime) -> int:
-    """Events of the issue since ``since``. Windows of an hour or more read the hourly counts
-    (pruning keeps only the newest events of an issue, so counting rows would stop at that cap);
-    shorter ones count event rows on the (issue, timestamp) index."""
-    if since <= datetime.now(tz=dt_timezone.utc) - timedelta(hours=1):
-        start = since.replace(minute=0, second=0, microsecond=0)
-        return IssueHourly.objects.filter(issue=issue, hour__gte=start).aggregate(total=Sum("count"))["total"] or 0
-    return Event.objects.filter(issue=issue, timestamp__gte=since).count()
+def _events_within(*, issue_windows: dict[int, timedelta], now: datetime) -> dict[int, int]:
+    """Events of each issue within its window before ``now``, one query per distinct window.
+    Windows of an hour or more read the hourly counts (pruning keeps only the newest events of an
+    issue, so counting rows would stop at that cap); shorter ones count event rows on the
+    (issue, timestamp) index."""
+    by_window: dict[timedelta, list[int]] = {}
+    for issue_id, window in issue_windows.items():
+        by_window.setdefault(window, []).append(issue_id)
+    counts: dict[int, int] = {}
+    for window, ids in by_window.items():
+        since = now - window
+        if window >= timedelta(hours=1):
+            start = since.replace(minute=0, second=0, microsecond=0)
+            rows = IssueHourly.objects.filter(issue_id__in=ids, hour__gte=start).values("issue_id").annotate(n=Sum("count"))
+        else:
+            rows = Event.objects.filter(issue_id__in=ids, timestamp__gte=since).values("issue_id").annotate(n=Count("id"))
+        counts.update({row["issue_id"]: row["n"] or 0 for row in rows})
+    return counts
 
 
-def issue_followup(*, issue: Issue, now: datetime) -> str:
-    """Follow up one issue; returns the alert sent ("new", "regression", "spike") or ""."""
-    policy = alert_settings_get(app=issue.app)
-    followup = IssueFollowup.objects.filter(issue=issue).select_related("suspect_commit", "assignee").first()
+def issue_followup(
+    *, issue: Issue, now: datetime, policy: AppAlertSettings, followup: IssueFollowup | None, recent: int
+) -> str:
+    """Follow up one issue, given its app's policy, its follow-up row (None for a new issue) and
+    its events within the spike window; returns the alert sent ("new", "regression", "spike") or ""."""
     kind = ""
     if followup is None:
         followup = _followup_new(issue, auto_assign=policy.auto_assign)
@@ -78,7 +89,6 @@ def issue_followup(*, issue: Issue, now: datetime) -> str:
         kind = "regression" if policy.alert_regression else ""
     elif policy.alert_spike and issue.status == Issue.Status.UNRESOLVED:
         window = timedelta(minutes=policy.spike_window_minutes)
-        recent = _events_within(issue=issue, since=now - window)
         if recent >= policy.spike_threshold and (followup.spike_alerted_at is None or followup.spike_alerted_at < now - window):
             IssueFollowup.objects.filter(pk=followup.pk).update(spike_alerted_at=now)
             kind = "spike"
@@ -92,10 +102,36 @@ def issue_followup(*, issue: Issue, now: datetime) -> str:
 
 
 def issues_followup(*, issue_ids: list[int], now: datetime | None = None) -> dict[str, int]:
+    """Follow up the issues a digest batch touched. Every batch touches many issues and most need
+    nothing, so what each decision needs (policies, follow-up rows, spike counts) is read for the
+    whole batch at once: a handful of queries per batch, not per issue."""
     now = now or datetime.now(tz=dt_timezone.utc)
+    issues = list(Issue.objects.filter(pk__in=issue_ids).select_related("app__organization").order_by("pk"))
+    if not issues:
+        return {}
+    stored = {s.app_id: s for s in AppAlertSettings.objects.filter(app_id__in={issue.app_id for issue in issues})}
+    policies = {issue.app_id: stored.get(issue.app_id) or AppAlertSettings(app=issue.app) for issue in issues}
+    followups = {
+        f.issue_id: f
+        for f in IssueFollowup.objects.filter(issue_id__in=[issue.pk for issue in issues]).select_related(
+            "suspect_commit", "assignee"
+        )
+    }
+    spike_windows = {
+        issue.pk: timedelta(minutes=policies[issue.app_id].spike_window_minutes)
+        for issue in issues
+        if issue.pk in followups and policies[issue.app_id].alert_spike and issue.status == Issue.Status.UNRESOLVED
+    }
+    recent = _events_within(issue_windows=spike_windows, now=now)
     sent: dict[str, int] = {}
-    for issue in Issue.objects.filter(pk__in=issue_ids).select_related("app__organization").order_by("pk"):
-        kind = issue_followup(issue=issue, now=now)
+    for issue in issues:
+        kind = issue_followup(
+            issue=issue,
+            now=now,
+            policy=policies[issue.app_id],
+            followup=followups.get(issue.pk),
+            recent=recent.get(issue.pk, 0),
+        )
         if kind:
             sent[kind] = sent.get(kind, 0) + 1
     return sent
