@@ -405,14 +405,19 @@ def test_new_instrumentations_are_never_wrapped_twice_and_undoable(tx_client):
     assert spans_of(tx_client) == []
 
 
-def test_django_orm_queries_are_one_span_each_over_the_instrumented_driver(tx_client, db):
-    # The server's own database (SQLite embedded, PostgreSQL in production, where Django runs on
-    # psycopg 3, whose cursor classes are patched): Django's execute_wrapper records the query,
-    # and the driver's instrumentation below it does not record it again.
+def test_django_orm_queries_are_one_span_each_over_the_instrumented_driver(tx_client, transactional_db):
+    # The server's own database (SQLite embedded, PostgreSQL through psycopg2 in production),
+    # reopened after instrumenting, so Django's cursors are the driver's traced ones: Django's
+    # execute_wrapper records the query, and the driver's instrumentation below it does not
+    # record it again.
     from django.db import connection
 
     from opbeat_agent.integrations.django.setup import _query_span
 
+    connection.close()
+    connection.ensure_connection()  # its set-up queries (time zone...) before the transaction
+    if connection.vendor == "postgresql":  # (Django never really closes an in-memory SQLite test database)
+        assert getattr(type(connection.connection.cursor()), "_opbeat_agent_traced", False)  # the driver's traced cursors
     with connection.execute_wrapper(_query_span):
         tx_client.begin_transaction("request")
         with connection.cursor() as cursor:
