@@ -34,6 +34,7 @@ SYNC_SECONDS = 0.2
 KEY_SECONDS = 120
 
 _lock = threading.Lock()
+_sync_lock = threading.Lock()
 # (app pk, minute) -> events counted here since the last sync / shared total at the last sync.
 _unsynced: dict[tuple[int, int], int] = {}
 _shared: dict[tuple[int, int], int] = {}
@@ -72,31 +73,38 @@ def _shared_add(deltas: dict[tuple[int, int], int]) -> dict[tuple[int, int], int
     return totals
 
 
-def quota_sync() -> None:
-    """Ship what this process counted and learn the shared totals (the sync thread calls this;
-    tests call it to be deterministic)."""
+def quota_sync(*, refresh: bool = False) -> None:
+    """Ship what this process counted and learn the shared totals (the sync thread calls this).
+    ``refresh`` also re-reads the totals of this minute's apps that counted nothing new here.
+    Syncs never overlap, so a caller sees the answer of every sync that started before it."""
     global _last_warning
-    with _lock:
-        deltas = dict(_unsynced)
-        _unsynced.clear()
-    if not deltas:
-        return
-    try:
-        totals = _shared_add(deltas)
-    except Exception as exc:  # noqa: BLE001 - fail open (module docstring); warn at most once a minute
-        now = time.time()
-        if now - _last_warning > 60:
-            _last_warning = now
-            logger.warning("intake: quota store unavailable, counting per process: %s", exc)
+    with _sync_lock:
+        minute = int(time.time()) // 60
         with _lock:
-            # Keep counting locally: what this process saw still counts against the quota.
-            for key, delta in deltas.items():
-                _shared[key] = _shared.get(key, 0) + delta
+            deltas = dict(_unsynced)
+            _unsynced.clear()
+            if refresh:
+                for key in _shared:
+                    if key[1] == minute:
+                        deltas.setdefault(key, 0)
+        if not deltas:
+            return
+        try:
+            totals = _shared_add(deltas)
+        except Exception as exc:  # noqa: BLE001 - fail open (module docstring); warn at most once a minute
+            now = time.time()
+            if now - _last_warning > 60:
+                _last_warning = now
+                logger.warning("intake: quota store unavailable, counting per process: %s", exc)
+            with _lock:
+                # Keep counting locally: what this process saw still counts against the quota.
+                for key, delta in deltas.items():
+                    _shared[key] = _shared.get(key, 0) + delta
+                _forget_old()
+            return
+        with _lock:
+            _shared.update(totals)
             _forget_old()
-        return
-    with _lock:
-        _shared.update(totals)
-        _forget_old()
 
 
 def _forget_old() -> None:
