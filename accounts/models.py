@@ -39,6 +39,11 @@ class User(AbstractUser):
     """A person; they log in with their email address."""
 
     email = models.EmailField(unique=True)
+    # Set when the person followed the link mailed to ``email`` (or accepted an invite mailed
+    # there, or an operator provisioned them): only then may commits by that address be theirs.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
+    # When the last verification link left, so "resend" can be limited per user across processes.
+    email_verification_sent_at = models.DateTimeField(null=True, blank=True)
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
 

@@ -223,6 +223,10 @@ class EmailAlias(models.Model):
 
     user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="email_aliases")
     email = models.CharField(max_length=254, unique=True)
+    # Empty until the link mailed to ``email`` is confirmed; an unverified alias matches nothing
+    # (``processing.suspects.member_for_email``) and may be claimed by another account.
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification_sent_at = models.DateTimeField(null=True, blank=True)
 
 
 class AlertNotice(models.Model):
