@@ -361,6 +361,9 @@ class Line:
     label: str
     css: str
     points: str  # SVG polyline "x,y x,y ..."
+    # Values with no value beside them: a polyline through one point draws nothing, so they are
+    # drawn as dots (a range with a single busy bucket would otherwise look empty).
+    dots: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -396,12 +399,14 @@ def line_chart_build(
     scale = peak * 1.1 if peak > 0 else 1.0
     lines = []
     for label, values in series_values.items():
-        coordinates = [
-            f"{_x(position, len(values), width)},{round(height - height * value / scale, 2)}"
+        xy = {
+            position: (_x(position, len(values), width), round(height - height * value / scale, 2))
             for position, value in enumerate(values)
             if value is not None
-        ]
-        lines.append(Line(label=label, css=css.get(label, ""), points=" ".join(coordinates)))
+        }
+        dots = [point for position, point in xy.items() if position - 1 not in xy and position + 1 not in xy]
+        points = " ".join(f"{x},{y}" for x, y in xy.values())
+        lines.append(Line(label=label, css=css.get(label, ""), points=points, dots=dots))
     ticks = [(0.0, _fmt(0.0, unit)), (round(height - height * (peak / scale), 2), _fmt(peak, unit))] if peak else []
     return LineChart(
         width=width, height=height, lines=lines, peak=peak, unit=unit,

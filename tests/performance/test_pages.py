@@ -143,3 +143,14 @@ def test_release_markers_on_the_charts(perf):
     assert html.count('class="release-marker"') == 2  # one per chart, the old release is out of range
     assert "Release 2026.11.&lt;b&gt;1&lt;/b&gt;" in html and "2026.10.9" not in html
     assert "2026.10.9" in perf.page("performance", range="7d")
+
+
+def test_a_single_busy_bucket_is_drawn(perf):
+    # Over 30 days one point per day: a minute of traffic fills one bucket, and a line through a
+    # single point draws nothing, so the response-time chart must show each series as a dot.
+    body = {"transactions": [{"transaction": "GET /once", "result": 200, "timestamp": minute_ago(3), "durations": [12.0, 30.0]}], "traces": []}
+    assert perf.post_original(body).status_code == 202
+    perf.work()
+    html = perf.page("performance", range="30d")
+    for series in ("avg", "p50", "p95", "p99"):
+        assert re.search(rf'<circle class="dot {series}" cx="[\d.]+" cy="[\d.]+" r="3">', html), series
