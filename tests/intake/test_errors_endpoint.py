@@ -12,6 +12,7 @@ import zlib
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 
 from accounts.services import app_token_rotate
 from intake import queue as intake_queue
@@ -330,13 +331,18 @@ def test_quota_is_shared_by_every_intake_process(intake_app, client, broker, red
 
     intake_app.app.events_per_minute = 10
     intake_app.app.save(update_fields=["events_per_minute"])
-    assert intake_app.post(client, GOOD.body).status_code == 202
-    minute = int(time.time()) // 60
-    key = f"intake:rate:{intake_app.app.pk}:{minute}"
     shared = redis.Redis.from_url(redis_url)
-    shared.incrby(key, 8)
-    ratelimit.quota_sync(refresh=True)
-    assert int(shared.get(key)) == 9, "this process's event was added to the shared count"
-    statuses = [intake_app.post(client, GOOD.body).status_code for _ in range(3)]
-    if int(time.time()) // 60 == minute:  # no minute boundary fell between the posts
-        assert statuses == [202, 429, 429]
+    for _attempt in range(3):  # a minute boundary between the steps makes the counts start over
+        minute = int(time.time()) // 60
+        key = f"intake:rate:{intake_app.app.pk}:{minute}"
+        assert intake_app.post(client, GOOD.body).status_code == 202
+        shared.incrby(key, 8)
+        ratelimit.quota_sync(refresh=True)
+        statuses = [intake_app.post(client, GOOD.body).status_code for _ in range(3)]
+        if int(time.time()) // 60 == minute:
+            break
+        cache.clear()
+        ratelimit.quota_state_clear()
+    ratelimit.quota_sync()
+    assert int(shared.get(key)) == 10, "this process's accepted events were added to the shared count"
+    assert statuses == [202, 429, 429]
