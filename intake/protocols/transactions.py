@@ -235,7 +235,10 @@ def _stack_clean(frames: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 
 
 def _sql(extra: dict[str, Any] | None) -> str:
-    value = (extra or {}).get("sql")
+    """What the waterfall prints under a span's signature: the SQL statement, or for an HTTP call
+    the URL the agent sent (its query string already removed)."""
+    extra = extra or {}
+    value = extra.get("sql") if isinstance(extra.get("sql"), str) else extra.get("url")
     return _cut(value, SQL_MAX) if isinstance(value, str) else ""
 
 

@@ -77,6 +77,8 @@ def test_agent_sketch_bodies_from_several_processes_merge_exactly(perf):
                      "duration": 8.0, "extra": {"sql": 'SELECT "orders"."id" FROM "orders" WHERE "orders"."id" = %s'}},
                     {"id": 2, "parent": 0, "signature": "render order.html", "kind": "template.django", "start": 9.0, "duration": 3.0},
                     {"id": 3, "parent": 2, "signature": "<script>alert(1)</script>", "kind": "cache.redis", "start": 9.5, "duration": 1.0},
+                    {"id": 4, "parent": 0, "signature": "GET api.example.com", "kind": "ext.http.requests", "start": 13.0,
+                     "duration": 2.0, "extra": {"url": "https://api.example.com/v1/rates"}},
                 ],
             }],
         }  # fmt: skip
@@ -89,6 +91,7 @@ def test_agent_sketch_bodies_from_several_processes_merge_exactly(perf):
     # The slowest trace is shown with its spans, SQL and nesting; client text is escaped.
     assert f"{max(sent):.2f} ms" in html
     assert "SELECT &quot;orders&quot;.&quot;id&quot;" in html
+    assert "https://api.example.com/v1/rates" in html  # an HTTP span shows the URL it called
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
     assert re.search(r"db\.postgresql\.sql</span>\s*</td>\s*<td class=\"num\">8\.00 ms", html) or "db.postgresql.sql" in html
 
