@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .models import App, Invite, Membership, Organization, User, secret_token_new
+from .verification import user_email_mark_verified
 
 
 class InvalidCredentials(Exception):
@@ -67,9 +68,13 @@ def invite_accept(*, invite: Invite, user: User) -> Membership:
     """``user`` joins the invite's organization as a member; the invite is used up.
 
     The link is the credential (the owner may hand it over outside email), so the account's email
-    need not match the invited address.
+    need not match the invited address. When it does match, accepting verifies that address: the
+    link was mailed there. (The owner could also have copied it from the organization page; they
+    can assign issues in their organization by hand anyway.)
     """
     invite = Invite.objects.select_for_update().get(pk=invite.pk)
+    if user.email.lower() == invite.email.lower():
+        user_email_mark_verified(user=user)
     membership, _ = Membership.objects.get_or_create(
         organization=invite.organization,
         user=user,
@@ -112,6 +117,8 @@ def app_provision(*, email: str, password: str, organization_name: str, app_name
         user = User.objects.create_user(email=email, password=password)
     elif not user.check_password(password):
         raise InvalidCredentials(f"{email} exists and the password does not match")
+    # An operator made (or knows the password of) this account: nobody else could claim the address.
+    user_email_mark_verified(user=user)
     organization = (
         Organization.objects.filter(
             name=organization_name,

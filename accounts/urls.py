@@ -28,6 +28,9 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    # "resend" first: a signed token never spells it, but the order makes that not matter.
+    path("verify-email/resend/", views.verify_email_resend, name="verify_email_resend"),
+    path("verify-email/<str:token>/", views.verify_email, name="verify_email"),
     path("orgs/new/", views.org_create, name="org_create"),
     path("orgs/<str:org_id>/", views.org_detail, name="org_detail"),
     path("orgs/<str:org_id>/invites/", views.invite_create, name="invite_create"),

@@ -14,9 +14,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from . import selectors, services
+from . import selectors, services, verification
 from .forms import AppForm, InviteForm, OrganizationForm, SignupForm
 from .models import Membership, Organization, User
 from .snippets import app_setup_snippets
@@ -63,8 +64,13 @@ def signup(request: HttpRequest) -> HttpResponse:
             password=form.cleaned_data["password"],
             organization_name=form.cleaned_data["organization_name"],
         )
+        verification.user_verification_send(user=user)
         login(request, user, backend=_BACKEND)
-        messages.success(request, f"Welcome! Create your first app in {organization.name} to get its token.")
+        messages.success(
+            request,
+            f"Welcome! We sent a link to {user.email} to verify it. "
+            f"Create your first app in {organization.name} to get its token.",
+        )
         return redirect(organization)
     return render(request, "accounts/signup.html", {"form": form})
 
@@ -159,7 +165,11 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
             password=form.cleaned_data["password"],
             organization_name=None,
         )
+        # Signing up with the address the invite was mailed to verifies it (services.invite_accept);
+        # any other address gets its own link.
         services.invite_accept(invite=invite, user=user)
+        if user.email != invite.email:
+            verification.user_verification_send(user=user)
         login(request, user, backend=_BACKEND)
         messages.success(request, f"Welcome! You joined {organization.name}.")
         return redirect(organization)
@@ -210,3 +220,28 @@ def app_token_rotate(request: HttpRequest, org_id: str, app_id: str) -> HttpResp
         "New secret token created. Update your apps' settings: the old token stops working within a minute.",
     )
     return redirect(app.get_settings_url())
+
+
+@require_http_methods(["GET"])
+def verify_email(request: HttpRequest, token: str) -> HttpResponse:
+    """The link mailed at sign-up. No login needed: the token proves the mailbox. Following it
+    again is harmless (it verifies the same address)."""
+    user = verification.user_email_verify(token=token)
+    if user is not None and request.user.is_authenticated and request.user.pk == user.pk:
+        request.user.email_verified_at = user.email_verified_at  # the banner goes on this very page
+    return render(request, "accounts/verify_email.html", {"verified_user": user}, status=200 if user else 400)
+
+
+@login_required
+@require_http_methods(["POST"])
+def verify_email_resend(request: HttpRequest) -> HttpResponse:
+    if request.user.email_verified_at is not None:
+        messages.info(request, f"{request.user.email} is verified already.")
+    elif verification.user_verification_send(user=request.user):
+        messages.success(request, f"We sent a new link to {request.user.email}.")
+    else:
+        messages.warning(request, "A link left less than a minute ago: check your mail, or try again in a minute.")
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        next_url = "home"
+    return redirect(next_url)
