@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Sum
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
@@ -33,6 +34,7 @@ from processing.models import (
 
 from . import selectors
 from .charts import BarChart
+from .aliases import AliasRefused, alias_add
 from .issue_actions import issue_assign, issue_resolve_next_release
 
 # Errors per hour "before" and "after" a release are averaged over at most this long.
@@ -334,17 +336,13 @@ def alert_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpRespon
             AlertSubscription.objects.update_or_create(app=app, user=request.user, defaults={"mode": mode})
             return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
         elif section == "alias":
-            address = request.POST.get("email", "").strip().lower()
             try:
-                forms.EmailField().clean(address)
-            except forms.ValidationError:
-                error = "That is not an email address."
+                alias = alias_add(user=request.user, email=request.POST.get("email", "")[:300])
+            except AliasRefused as refused:
+                error = str(refused)
             else:
-                if EmailAlias.objects.filter(email=address).exists() or User.objects.filter(email__iexact=address).exists():
-                    error = "That address is already someone's."
-                else:
-                    EmailAlias.objects.create(user=request.user, email=address)
-                    return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
+                messages.success(request, f"We sent a link to {alias.email}: the address is used once you follow it.")
+                return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
         elif section == "alias-remove":
             EmailAlias.objects.filter(user=request.user, pk=request.POST.get("alias") or 0).delete()
             return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)

@@ -9,7 +9,7 @@ import uuid
 
 from django.urls import path, register_converter
 
-from . import performance_views, views
+from . import aliases, performance_views, views
 from . import api as releases_api, releases
 
 
@@ -46,6 +46,7 @@ urlpatterns = [
     path("orgs/<str:org_id>/apps/<str:app_id>/releases/", releases.release_list, name="release_list"),
     path("orgs/<str:org_id>/apps/<str:app_id>/releases/<int:release_id>/", releases.release_detail, name="release_detail"),
     path("orgs/<str:org_id>/apps/<str:app_id>/alerts/", releases.alert_settings, name="alert_settings"),
+    path("verify-alias/<str:token>/", aliases.alias_verify_view, name="alias_verify"),
     path("orgs/<str:org_id>/apps/<str:app_id>/issues/<int:issue_id>/assign/", releases.issue_assign_view, name="issue_assign"),
     path(
         "orgs/<str:org_id>/apps/<str:app_id>/issues/<int:issue_id>/resolve-next-release/",

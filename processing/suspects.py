@@ -4,7 +4,7 @@ For the in-app frames of the issue's first event, from the crash end outwards: t
 (in the event's release or an earlier one) whose hunks cover the frame's line, the line being
 mapped back through the hunks of the newer commits to the same file (``line_map_back``). When no
 hunk covers any frame's line, the newest commit that touched the file of the first frame that has
-one. The author is matched to an organization member by email or alias.
+one. The author is matched to an organization member by verified email or verified alias.
 
 Pure functions (``hunk_covers``, ``line_map_back``, ``path_matches``) carry the logic; the rest
 reads the database. This module never writes: ``processing.followup`` stores what it finds.
@@ -170,13 +170,27 @@ def suspect_find(*, app: App, data: dict, release: str = "", environment: str = 
 
 
 def member_for_email(*, app: App, email: str) -> User | None:
-    """The member of the app's organization who commits as ``email`` (their address or an alias)."""
+    """The member of the app's organization who commits as ``email``: their verified address or a
+    verified alias. Unverified addresses match nobody, or anyone invited to the organization could
+    claim a colleague's commits by typing their address."""
     email = (email or "").strip().lower()
     if not email:
         return None
     members = Membership.objects.filter(organization_id=app.organization_id).values("user_id")
-    user = User.objects.filter(pk__in=members, email__iexact=email).first()
+    user = User.objects.filter(
+        pk__in=members,
+        email__iexact=email,
+        email_verified_at__isnull=False,
+    ).first()
     if user is not None:
         return user
-    alias = EmailAlias.objects.filter(email=email, user__in=members).select_related("user").first()
+    alias = (
+        EmailAlias.objects.filter(
+            email=email,
+            user__in=members,
+            verified_at__isnull=False,
+        )
+        .select_related("user")
+        .first()
+    )
     return alias.user if alias else None

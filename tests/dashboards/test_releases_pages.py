@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Membership
+from accounts.verification import user_email_mark_verified
 from processing.digest import events_digest
 from processing.followup import issues_followup
 from processing.models import AlertSubscription, AppAlertSettings, EmailAlias, Issue, IssueFollowup
@@ -25,6 +26,9 @@ SHA_A, SHA_B = "a1" * 20, "b2" * 20
 def released(member):
     now = timezone.now()
     bea = user_create("bea@example.com")
+    # These tests are about the pages, not verification (tests/accounts/test_verification.py):
+    # Bea's address is verified the way an operator-made account is.
+    user_email_mark_verified(user=bea)
     Membership.objects.create(organization=member.organization, user=bea)
     v1 = release_store(
         app=member.app, version="v1", environment="production", deployed_at=now - timedelta(hours=3),

@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from accounts.models import Membership
+from accounts.models import Membership, User
+from accounts.verification import user_email_mark_verified
 from processing.alerts import alerts_flush
 from processing.digest import events_digest
 from processing.followup import issues_followup
@@ -61,6 +62,9 @@ def test_frame_paths_match_repository_paths_on_a_boundary():
 def team():
     al = user_create("al@example.com")
     bea = user_create("bea@example.com")
+    # Only verified addresses are matched; how a person verifies is tested in tests/accounts.
+    user_email_mark_verified(user=al)
+    user_email_mark_verified(user=bea)
     _, organization, app = org_app_create(owner=al)
     Membership.objects.create(organization=organization, user=bea)
     v1 = release_store(
@@ -173,13 +177,28 @@ def test_a_non_member_author_is_the_suspect_but_nobody_is_assigned(team):
     assert followup.assignee is None
 
 
-def test_an_email_alias_finds_the_member(team):
-    EmailAlias.objects.create(user=team["bea"], email="bea@laptop.local")
+def test_a_verified_email_alias_finds_the_member_and_an_unverified_one_nobody(team):
+    from dashboards.aliases import alias_verify
+
+    alias = EmailAlias.objects.create(user=team["bea"], email="bea@laptop.local")
     release_store(
         app=team["app"], version="v3", environment="production", deployed_at=T0 + timedelta(hours=2),
-        commits=[_commit(SHA_D, "Bea@Laptop.local", "Fix", T0 + timedelta(hours=1, minutes=30), [[10, 1, 10, 1]])],
+        commits=[
+            _commit(SHA_D, "Bea@Laptop.local", "Fix", T0 + timedelta(hours=1, minutes=30), [[10, 1, 10, 1]]),
+            _commit("e5" * 20, "Bea@Laptop.local", "Fix more", T0 + timedelta(hours=1, minutes=40), [[20, 1, 20, 1]]),
+        ],
     )  # fmt: skip
-    assert digest_followup(team["app"], crash("fix", 10, release="v3")).followup.assignee == team["bea"]
+    followup = digest_followup(team["app"], crash("fix", 10, release="v3")).followup
+    assert followup.suspect_commit.sha == SHA_D and followup.assignee is None
+    alias_verify(alias=alias)
+    assert digest_followup(team["app"], crash("fix_more", 20, release="v3")).followup.assignee == team["bea"]
+
+
+def test_an_unverified_member_address_is_the_suspects_but_assigns_nobody(team):
+    User.objects.filter(pk=team["bea"].pk).update(email_verified_at=None)  # an account from before verification
+    followup = digest_followup(team["app"], crash("checkout", 47)).followup
+    assert followup.suspect_commit.sha == SHA_B
+    assert followup.assignee is None
 
 
 def test_automatic_assignment_can_be_turned_off_per_app(team):
