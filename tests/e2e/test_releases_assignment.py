@@ -1,7 +1,8 @@
 """Issue 5's proof, end to end on the production stack (gunicorn, a Celery worker, RabbitMQ,
 PostgreSQL, Redis) with a real SMTP server (aiosmtpd, started here):
 
-a git repository made by the test, two releases posted by ``opbeat-agent release`` with commits
+the second author joins through the invite mailed to her (which verifies her address); a git
+repository made by the test, two releases posted by ``opbeat-agent release`` with commits
 by two authors touching different lines; an example app (the agent, release from ``git rev-parse
 HEAD``) raises in a line the second author changed, moved down by a later commit of the first;
 the issue is assigned to the second author, who gets the email with the right link; the first
@@ -30,13 +31,14 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
 AL, BEA = "al@example.com", "bea@example.com"
 
+# Al owns the shop and invites Bea; she joins through the emailed link (which verifies her
+# address, so her commits can be assigned to her).
 SETUP = """
-from accounts.models import Membership, User
-from accounts.services import app_create, organization_create
+from accounts.models import User
+from accounts.services import app_create, invite_create, organization_create
 al = User.objects.create_user(email="al@example.com", password="{password}")
-bea = User.objects.create_user(email="bea@example.com", password="{password}")
 org = organization_create(name="Shop", owner=al)
-Membership.objects.create(organization=org, user=bea)
+invite_create(organization=org, email="bea@example.com", invited_by=al)
 app = app_create(organization=org, name="shop")
 print("IDS", org.public_id, app.public_id, app.secret_token)
 """
@@ -146,6 +148,14 @@ def test_the_author_of_the_failing_line_is_assigned_and_emailed(mail_stack: Prod
     ids = {"org": found.group(1), "app": found.group(2), "token": found.group(3)}
     database = running.env["DATABASE_URL"]
 
+    # Bea follows the invite link from her mail and signs up with that address.
+    [invite_mail] = smtp.wait_for(BEA, timeout=stack.DIGEST_TIMEOUT)
+    invite_link = re.search(r"http://\S+/invites/[0-9a-f]+/", invite_mail.body).group(0)
+    assert invite_link.startswith(running.base_url)
+    joined = stack.form_post(requests.Session(), invite_link, {"email": BEA, "password": PASSWORD})
+    assert f"/orgs/{ids['org']}/" in joined.url
+    assert "Verify your email address" not in joined.text
+
     repo = tmp_path / "shop-repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -185,7 +195,10 @@ def test_the_author_of_the_failing_line_is_assigned_and_emailed(mail_stack: Prod
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
 
-    [mail] = smtp.wait_for(BEA, timeout=stack.DIGEST_TIMEOUT)
+    [mail] = stack.wait_until(
+        lambda: [m for m in smtp.to(BEA) if "New issue" in m.subject],
+        timeout=stack.DIGEST_TIMEOUT, what="the new-issue mail to Bea", on_timeout=running.logs,
+    )  # fmt: skip
     assert smtp.to(AL) == []
     issue_id = stack.postgres_count(database, "SELECT id FROM processing_issue")
     link = f"{running.base_url}/orgs/{ids['org']}/apps/{ids['app']}/issues/{issue_id}/"
