@@ -242,6 +242,7 @@ def verify_email_resend(request: HttpRequest) -> HttpResponse:
     else:
         messages.warning(request, "A link left less than a minute ago: check your mail, or try again in a minute.")
     next_url = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    safe = url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    if not safe:
         next_url = "home"
     return redirect(next_url)

@@ -69,7 +69,9 @@ def test_the_link_works_without_being_logged_in(client, mailoutbox, django_captu
     assert User.objects.get().email_verified_at is not None
 
 
-def test_tampered_expired_and_stale_links_verify_nothing(client, mailoutbox, django_capture_on_commit_callbacks, monkeypatch):
+def test_tampered_expired_and_stale_links_verify_nothing(
+    client, mailoutbox, django_capture_on_commit_callbacks, monkeypatch
+):
     _signup(client, django_capture_on_commit_callbacks)
     path = _verify_path(mailoutbox[0].body)
     token = path.split("/")[2]
@@ -146,7 +148,9 @@ def test_signing_up_through_an_invite_with_another_address_needs_its_own_link(
     _, organization, _ = owner_org_app
     invite = Invite.objects.create(organization=organization, email="bea@example.com")
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/invites/{invite.token}/", {"email": "mallory@example.com", "password": "a long passphrase 42"})
+        response = client.post(
+            f"/invites/{invite.token}/", {"email": "mallory@example.com", "password": "a long passphrase 42"}
+        )
     assert response.status_code == 302
     assert User.objects.get(email="mallory@example.com").email_verified_at is None
     [mail] = mailoutbox
@@ -165,7 +169,9 @@ def test_a_logged_in_user_accepting_an_invite_to_their_address_is_verified(clien
     assert User.objects.get(pk=mallory.pk).email_verified_at is None
 
 
-def test_the_verification_mail_escapes_nothing_and_carries_only_our_link(client, mailoutbox, django_capture_on_commit_callbacks):
+def test_the_verification_mail_escapes_nothing_and_carries_only_our_link(
+    client, mailoutbox, django_capture_on_commit_callbacks
+):
     # Plain text: the address appears as typed, and the only link is built from BASE_URL.
     _signup(client, django_capture_on_commit_callbacks, email="o'brien@example.com")
     body = mailoutbox[0].body

@@ -73,7 +73,8 @@ def test_an_alias_is_used_only_after_its_link_is_confirmed(member, mailoutbox, d
     stranger = Client()
     asked = stranger.get(path)
     assert asked.status_code == 200
-    assert f"The account <strong>{member.user.email}</strong> says it also commits as <code>me@laptop.local</code>" in asked.text
+    claim = f"The account <strong>{member.user.email}</strong> says it also commits as <code>me@laptop.local</code>"
+    assert claim in asked.text
     assert EmailAlias.objects.get().verified_at is None
     assert 'name="csrfmiddlewaretoken"' in asked.text
     confirmed = stranger.post(path)
@@ -89,7 +90,9 @@ def test_an_alias_is_used_only_after_its_link_is_confirmed(member, mailoutbox, d
     assert f"<strong>{member.user.email}</strong> (automatically)" in html
 
 
-def test_an_unconfirmed_claim_does_not_block_the_owner_of_the_address(member, mailoutbox, django_capture_on_commit_callbacks):
+def test_an_unconfirmed_claim_does_not_block_the_owner_of_the_address(
+    member, mailoutbox, django_capture_on_commit_callbacks
+):
     # Mallory, a fellow member, claims Bea's laptop address first; Bea claims it too.
     mallory = member
     _add(mallory, django_capture_on_commit_callbacks, "bea@laptop.local")
@@ -122,10 +125,10 @@ def test_adding_ones_own_pending_alias_again_resends_at_most_once_a_minute(
     assert len(mailoutbox) == 2 and EmailAlias.objects.count() == 1
 
 
-@pytest.mark.parametrize("address, message", [("not-an-address", "not an email address"), ("x" * 250 + "@a.io", "not an email address")])
-def test_bad_addresses_are_refused(member, mailoutbox, django_capture_on_commit_callbacks, address, message):
+@pytest.mark.parametrize("address", ["not-an-address", "x" * 250 + "@a.io", "a@b.io\nBcc: c@d.io"])
+def test_bad_addresses_are_refused(member, mailoutbox, django_capture_on_commit_callbacks, address):
     page = _add(member, django_capture_on_commit_callbacks, address)
-    assert page.status_code == 400 and message in page.text
+    assert page.status_code == 400 and "not an email address" in page.text
     assert not EmailAlias.objects.exists() and not mailoutbox
 
 
