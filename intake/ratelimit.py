@@ -60,12 +60,20 @@ def _redis() -> redis.Redis:
 def _shared_add(deltas: dict[tuple[int, int], int]) -> dict[tuple[int, int], int]:
     """Add this process's counts to the shared ones; return the shared totals."""
     if settings.REDIS_URL:
-        pipe = _redis().pipeline(transaction=False)
+        client = _redis()
+        pipe = client.pipeline(transaction=False)
         for (app_pk, minute), delta in deltas.items():
             pipe.incrby(_key(app_pk, minute), delta)
-            pipe.expire(_key(app_pk, minute), KEY_SECONDS)
-        answers = pipe.execute()
-        return {key: int(total) for key, total in zip(deltas, answers[::2])}
+        totals = {key: int(total) for key, total in zip(deltas, pipe.execute())}
+        # A total equal to our delta means our INCRBY created the key: its creator sets the
+        # EXPIRE, once. Sending EXPIRE with every INCRBY doubled the commands of each sync.
+        created = [key for key, total in totals.items() if total == deltas[key]]
+        if created:
+            pipe = client.pipeline(transaction=False)
+            for app_pk, minute in created:
+                pipe.expire(_key(app_pk, minute), KEY_SECONDS)
+            pipe.execute()
+        return totals
     totals = {}
     for (app_pk, minute), delta in deltas.items():
         cache.add(_key(app_pk, minute), 0, KEY_SECONDS)

@@ -346,3 +346,19 @@ def test_quota_is_shared_by_every_intake_process(intake_app, client, broker, red
     ratelimit.quota_sync()
     assert int(shared.get(key)) == 10, "this process's accepted events were added to the shared count"
     assert statuses == [202, 429, 429]
+
+
+def test_quota_keys_expire(intake_app, client, broker, redis_url):
+    # Every minute makes a new key per app: the process that creates one gives it a TTL, or
+    # Redis would keep them all.
+    import redis
+
+    shared = redis.Redis.from_url(redis_url)
+    for _attempt in range(3):
+        minute = int(time.time()) // 60
+        assert intake_app.post(client, GOOD.body).status_code == 202
+        ratelimit.quota_sync()
+        if int(time.time()) // 60 == minute:
+            break
+    ttl = shared.ttl(f"intake:rate:{intake_app.app.pk}:{minute}")
+    assert 0 < ttl <= ratelimit.KEY_SECONDS
