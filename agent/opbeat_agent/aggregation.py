@@ -34,6 +34,22 @@ def _result(value: Any) -> Any:
     return str(value)
 
 
+def exclusive_by_kind(transaction: Transaction) -> dict:
+    """Milliseconds per span kind that no child span covers (a template's time without the SQL
+    run inside it); ``app`` is the transaction's own code: its duration minus its top spans."""
+    children: dict = {}
+    for span in transaction.spans:
+        if span.duration is not None:
+            children[span.parent] = children.get(span.parent, 0.0) + span.duration
+    kinds: dict = {}
+    for span in transaction.spans:
+        if span.duration is not None:
+            own = max(span.duration - children.get(span.id, 0.0), 0.0)
+            kinds[span.kind or "other"] = kinds.get(span.kind or "other", 0.0) + own
+    kinds["app"] = kinds.get("app", 0.0) + max(transaction.duration - children.get(0, 0.0), 0.0)
+    return kinds
+
+
 def trace_dict(transaction: Transaction) -> dict:
     return {
         "id": uuid.uuid4().hex,
@@ -60,6 +76,9 @@ class TransactionsAggregator:
         # Per group, a min-heap of (duration, order, transaction): the root is the fastest kept,
         # the one to replace when a slower transaction arrives.
         self.samples: dict = {}
+        # Per group, [ms of the transactions measured, {span kind: exclusive ms}]: where the time
+        # went over every transaction whose spans were kept, not only the sampled traces.
+        self.breakdowns: dict = {}
         self.dropped = 0
 
     def add(self, transaction: Transaction) -> None:
@@ -74,7 +93,15 @@ class TransactionsAggregator:
                 return
             sketch = self.groups[key] = DurationSketch(self.relative_accuracy)
             self.samples[key] = []
+            self.breakdowns[key] = [0.0, {}]
         sketch.add(transaction.duration)
+        if not transaction.spans_dropped:
+            # A transaction whose spans were shed or capped would count their time as "app".
+            breakdown = self.breakdowns[key]
+            breakdown[0] += transaction.duration
+            kinds = breakdown[1]
+            for kind, ms in exclusive_by_kind(transaction).items():
+                kinds[kind] = kinds.get(kind, 0.0) + ms
         if self.traces_per_group <= 0:
             return
         heap = self.samples[key]
@@ -105,6 +132,9 @@ class TransactionsAggregator:
                     "sketch": sketch.to_dict(),
                 }
             )
+            base, kinds = self.breakdowns[key]
+            if base > 0:
+                histograms[-1]["span_ms"] = {"base": round(base, 3), "kinds": {k: round(v, 3) for k, v in kinds.items()}}
             for _, _, transaction in sorted(self.samples[key], reverse=True):
                 traces.append(trace_dict(transaction))
         dropped = self.dropped

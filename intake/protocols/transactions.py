@@ -26,7 +26,8 @@ few hundred bins. The output::
 ``breakdowns`` say where the time went as *exclusive* time per span kind (a template's time
 does not include the SQL run inside it; ``app`` is the transaction's own code), summed over
 transactions whose durations sum to ``base``: exact for the original dialect (it lists every
-span), measured on the sampled traces for the agent's.
+span) and for the agent's histograms that carry ``span_ms`` (opbeat-agent sends it for every
+transaction whose spans it kept); measured on the sampled traces for an agent that sends none.
 
 Like ``opbeat.py``, this module is pure: no Django, no settings, no database, no queue. Sizes are
 capped by the caller's arguments while streaming (``opbeat.body_read``/``body_decompress``).
@@ -58,6 +59,8 @@ SPANS_MAX = 500
 # A body carries one process's last minute (original) or 10 s (agent): these bound what a body
 # can make the worker do, far above what a real one holds.
 GROUPS_MAX = 5_000
+# Span kinds in one histogram's span_ms: agents send a dozen; more is not a breakdown.
+KINDS_MAX = 100
 TRACES_MAX = 1_000
 ORIGINAL_TRACE_GROUPS_MAX = 20_000
 # One hour in ms: a longer "transaction" is a clock jump or a bug, and would dominate averages.
@@ -74,6 +77,13 @@ class _SketchIn(msgspec.Struct):
     bins: list[tuple[Annotated[int, msgspec.Meta(ge=-100_000, le=100_000)], Annotated[int, msgspec.Meta(ge=0)]]] = []
 
 
+class _SpanTimeIn(msgspec.Struct):
+    """Exclusive ms per span kind over the group's transactions whose durations sum to ``base``."""
+
+    base: Ms
+    kinds: dict[str, Ms] = {}
+
+
 class _HistogramIn(msgspec.Struct):
     transaction: str
     timestamp: datetime
@@ -84,6 +94,7 @@ class _HistogramIn(msgspec.Struct):
     sketch: _SketchIn
     result: Result = None
     kind: str | None = None
+    span_ms: _SpanTimeIn | None = None
 
 
 class _SpanIn(msgspec.Struct):
@@ -286,7 +297,27 @@ def _agent_normalize(body: _AgentBody) -> dict:
                 "bins": [[k, n] for k, n in item.sketch.bins if n],
             }
         )
-    traces, breakdowns = [], []
+    # Where the time went: exact from the histograms' span_ms (every transaction whose spans the
+    # agent kept); agents that send none get it from their sampled traces below.
+    breakdowns = []
+    measured = set()
+    for item in body.histograms:
+        if item.span_ms is None or item.span_ms.base <= 0 or len(item.span_ms.kinds) > KINDS_MAX:
+            continue
+        name = _cut(item.transaction, NAME_MAX) or "<unnamed>"
+        measured.add(name)
+        breakdowns.append(
+            {
+                "transaction": name,
+                "minute": _minute(item.timestamp),
+                "base": min(item.span_ms.base, item.count * DURATION_MAX),
+                "kinds": {
+                    (_cut(kind, KIND_MAX) or "other"): min(ms, item.count * DURATION_MAX)
+                    for kind, ms in item.span_ms.kinds.items()
+                },
+            }
+        )
+    traces = []
     for trace in body.traces:
         duration = min(trace.duration, DURATION_MAX)
         spans = [
@@ -315,14 +346,15 @@ def _agent_normalize(body: _AgentBody) -> dict:
                 "spans_dropped": trace.spans_dropped + max(len(trace.spans) - SPANS_MAX, 0),
             }
         )
-        breakdowns.append(
-            {
-                "transaction": name,
-                "minute": _minute(trace.timestamp),
-                "base": duration,
-                "kinds": _exclusive_by_kind(duration=duration, spans=spans),
-            }
-        )
+        if name not in measured:
+            breakdowns.append(
+                {
+                    "transaction": name,
+                    "minute": _minute(trace.timestamp),
+                    "base": duration,
+                    "kinds": _exclusive_by_kind(duration=duration, spans=spans),
+                }
+            )
     return {
         "dialect": "opbeat-agent",
         "release": _cut(body.release, 200),

@@ -87,6 +87,34 @@ def test_the_slowest_transaction_of_each_group_is_kept_whole_with_its_spans(tx_c
     assert "stack" not in spans["charge"]
 
 
+def test_histograms_total_the_time_per_span_kind_over_every_transaction(tx_client):
+    # Three requests, each with a template that runs a query inside it: the template's own time
+    # excludes the query's, and "app" is what no span covers. The totals cover all three
+    # transactions, not only the sampled one.
+    for _ in range(3):
+        tx_client.begin_transaction("request")
+        with trace("render", "template.django"):
+            time.sleep(0.002)
+            with trace("SELECT FROM orders", "db.postgresql.sql"):
+                time.sleep(0.004)
+        time.sleep(0.001)
+        tx_client.end_transaction("GET /orders/", 200)
+
+    body = one_body(tx_client)
+    histograms = [h for h in body["histograms"] if h["transaction"] == "GET /orders/"]
+    base = sum(h["span_ms"]["base"] for h in histograms)
+    kinds: dict = {}
+    for h in histograms:
+        for kind, ms in h["span_ms"]["kinds"].items():
+            kinds[kind] = kinds.get(kind, 0.0) + ms
+    assert base == pytest.approx(sum(h["sum"] for h in histograms), abs=0.01)
+    assert set(kinds) == {"template.django", "db.postgresql.sql", "app"}
+    assert sum(kinds.values()) == pytest.approx(base, abs=0.05)  # nothing counted twice
+    assert kinds["db.postgresql.sql"] >= 3 * 4.0  # sleep is a lower bound
+    assert kinds["template.django"] >= 3 * 2.0
+    assert kinds["app"] >= 3 * 1.0
+
+
 def test_trace_as_decorator_sync_and_async(tx_client):
     @trace()
     def load_user(user_id):

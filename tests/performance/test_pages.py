@@ -157,3 +157,32 @@ def test_a_single_busy_bucket_is_drawn(perf):
     html = perf.page("performance", range="30d")
     for series in ("avg", "p50", "p95", "p99"):
         assert re.search(rf'<circle class="dot {series}" cx="[\d.]+" cy="[\d.]+" r="3">', html), series
+
+
+def test_time_by_kind_counts_every_request_not_only_the_sampled_trace(perf):
+    # 100 requests of 10 ms: 6 ms of SQL and 4 ms of own code each, as the agent totals them in
+    # span_ms. The one sampled trace (the slowest) spent its time in a template: the breakdown
+    # must follow the totals, not that trace.
+    from opbeat_agent.sketch import DurationSketch
+
+    sketch = DurationSketch.of([10.0] * 100)
+    body = {
+        "histograms": [{
+            "transaction": "GET /report", "result": 200, "kind": "request", "timestamp": minute_ago(3),
+            "count": 100, "sum": 1000.0, "min": 10.0, "max": 10.0, "sketch": sketch.to_dict(),
+            "span_ms": {"base": 1000.0, "kinds": {"db.postgresql.sql": 600.0, "app": 400.0}},
+        }],
+        "traces": [{
+            "id": "1" * 32, "transaction": "GET /report", "result": 200, "kind": "request",
+            "timestamp": minute_ago(3).replace(":00Z", ":10.000Z"), "duration": 10.0,
+            "spans": [{"id": 1, "parent": 0, "signature": "report.html", "kind": "template.django", "start": 0.5, "duration": 9.0}],
+        }],
+    }  # fmt: skip
+    assert perf.post_agent(body).status_code == 202
+    perf.work()
+    name = TransactionName.objects.get(app=perf.app, name="GET /report")
+    html = perf.page("transaction_detail", name.id, range="1h")
+    table = html[html.index('class="compact span-kinds"'):]
+    table = table[: table.index("</table>")]
+    rows = dict(re.findall(r"</span> ([\w.]+)</td><td class=\"num\">([\d.]+) ms", table))
+    assert rows == {"db.postgresql.sql": "6.00", "app": "4.00"}
