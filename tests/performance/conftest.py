@@ -12,29 +12,16 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.urls import reverse
 
-from intake import ratelimit, rejections
-from intake.auth import app_credentials_cache_clear
 from processing.rollups import transactions_digest
 from tests.factories import org_app_create
-from tests.intake.conftest import BrokerReader
+# The intake's autouse fixture (fresh token cache, quota and rejection counters per test) applies
+# here too: importing it into this conftest registers it.
+from tests.intake.conftest import BrokerReader, intake_state_clean  # noqa: F401
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "opbeat"
 TRANSACTION_FIXTURES = sorted(FIXTURES.glob("*_POST_transactions.zlib"))
-
-
-@pytest.fixture(autouse=True)
-def intake_state_clean():
-    app_credentials_cache_clear()
-    cache.clear()
-    rejections.rejections_pending_clear()
-    ratelimit.quota_state_clear()
-    yield
-    app_credentials_cache_clear()
-    rejections.rejections_pending_clear()
-    ratelimit.quota_state_clear()
 
 
 @pytest.fixture
