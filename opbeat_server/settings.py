@@ -243,6 +243,10 @@ OPBEAT_LIMITS = {
     "digest_flush_seconds": float(os.environ.get("OPBEAT_DIGEST_FLUSH_SECONDS", "0.5")),
 }
 
+# Webhooks are URLs typed by app owners and called by the worker: by default only public
+# addresses, so no tenant can make the worker call into this network (SSRF).
+OPBEAT_WEBHOOK_ALLOW_PRIVATE = _env_bool("OPBEAT_WEBHOOK_ALLOW_PRIVATE", False)
+
 # --- Auth and the rest ------------------------------------------------------------------------
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

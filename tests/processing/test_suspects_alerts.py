@@ -13,7 +13,7 @@ import pytest
 
 from accounts.models import Membership, User
 from accounts.verification import user_email_mark_verified
-from processing.alerts import alerts_flush
+from processing.alerts import alerts_flush, webhook_target_refusal
 from processing.digest import events_digest
 from processing.followup import issues_followup
 from processing.models import AlertSubscription, AppAlertSettings, EmailAlias, Issue, IssueFollowup, Release
@@ -310,7 +310,8 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-def test_the_webhook_gets_slack_compatible_json(team):
+def test_the_webhook_gets_slack_compatible_json(team, settings):
+    settings.OPBEAT_WEBHOOK_ALLOW_PRIVATE = True  # the stand-in chat service listens on loopback
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -326,3 +327,26 @@ def test_the_webhook_gets_slack_compatible_json(team):
     assert body["attachments"][0]["title"] == issue.title
     assert body["opbeat"]["kind"] == "new" and body["opbeat"]["issue_id"] == issue.pk
     assert any("b2b2b2b" in field["value"] for field in body["attachments"][0]["fields"])
+
+
+def test_a_webhook_into_this_network_is_not_called(team, settings, caplog):
+    # An owner's webhook URL must not make the worker call into the server's own network (SSRF):
+    # by default only public addresses are called, and the email alert still goes out.
+    assert settings.OPBEAT_WEBHOOK_ALLOW_PRIVATE is False
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _Hook.bodies = []
+        for function, host in (("checkout", "127.0.0.1"), ("refund", "localhost")):
+            url = f"http://{host}:{server.server_port}/hook"
+            AppAlertSettings.objects.update_or_create(app=team["app"], defaults={"webhook_url": url})
+            with caplog.at_level("WARNING", logger="processing.alerts"):
+                digest_followup(team["app"], crash(function, 47))  # a new issue each time: an alert
+            assert f"webhook {url} not called" in caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Hook.bodies == []
+    assert webhook_target_refusal("http://10.0.0.5/hook").endswith("not a public address")
+    assert webhook_target_refusal("ftp://example.com/hook") == "only http and https URLs with a host are called"
