@@ -244,10 +244,7 @@ def release_detail(request: HttpRequest, org_id: str, app_id: str, release_id: i
 @login_required
 def issue_assign_view(request: HttpRequest, org_id: str, app_id: str, issue_id: int) -> HttpResponse:
     """POST assignee=<user id> (or empty to unassign): a manual assignment, which wins."""
-    app = app_for_member(request.user, org_id, app_id)
-    issue = selectors.issue_for_app(app=app, issue_id=issue_id)
-    if issue is None:
-        raise Http404("No such issue")
+    app, issue = selectors.app_issue_for_member(request.user, org_id, app_id, issue_id)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     raw = request.POST.get("assignee", "")
@@ -262,10 +259,7 @@ def issue_assign_view(request: HttpRequest, org_id: str, app_id: str, issue_id: 
 
 @login_required
 def issue_resolve_next_view(request: HttpRequest, org_id: str, app_id: str, issue_id: int) -> HttpResponse:
-    app = app_for_member(request.user, org_id, app_id)
-    issue = selectors.issue_for_app(app=app, issue_id=issue_id)
-    if issue is None:
-        raise Http404("No such issue")
+    app, issue = selectors.app_issue_for_member(request.user, org_id, app_id, issue_id)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     issue_resolve_next_release(issue=issue)

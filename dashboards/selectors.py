@@ -15,8 +15,10 @@ from datetime import datetime
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Q, QuerySet, Sum
+from django.http import Http404
 
 from accounts.models import App
+from accounts.selectors import app_for_member
 from processing.models import Event, Issue, IssueHourly, RejectionCount
 
 from .charts import hour_floor
@@ -158,6 +160,16 @@ def issue_for_app(*, app: App, issue_id: int) -> Issue | None:
         app=app,
         pk=issue_id,
     ).first()
+
+
+def app_issue_for_member(user, org_id: str, app_id: str, issue_id: int) -> tuple[App, Issue]:
+    """The app (``app_for_member``) and its issue from an issue URL; 404 for another
+    organization's app or another app's issue, before any other check of the request."""
+    app = app_for_member(user, org_id, app_id)
+    issue = issue_for_app(app=app, issue_id=issue_id)
+    if issue is None:
+        raise Http404("No such issue")
+    return app, issue
 
 
 def issue_latest_event(*, issue: Issue) -> Event | None:

@@ -91,10 +91,7 @@ def issue_detail(
     request: HttpRequest, org_id: str, app_id: str, issue_id: int, event_id: uuid.UUID | None = None
 ) -> HttpResponse:
     """The issue page, showing its latest event, or ``event_id`` when given (``issue_event``)."""
-    app = app_for_member(request.user, org_id, app_id)
-    issue = selectors.issue_for_app(app=app, issue_id=issue_id)
-    if issue is None:
-        raise Http404("No such issue")
+    app, issue = selectors.app_issue_for_member(request.user, org_id, app_id, issue_id)
     if event_id is None:
         event = selectors.issue_latest_event(issue=issue)
     else:
@@ -158,10 +155,7 @@ def event_redirect(request: HttpRequest, org_id: str, app_id: str, event_id: uui
 @login_required
 def issue_status(request: HttpRequest, org_id: str, app_id: str, issue_id: int) -> HttpResponse:
     """POST action=resolve|ignore|reopen; back to where the form was (the issue page by default)."""
-    app = app_for_member(request.user, org_id, app_id)
-    issue = selectors.issue_for_app(app=app, issue_id=issue_id)
-    if issue is None:
-        raise Http404("No such issue")
+    app, issue = selectors.app_issue_for_member(request.user, org_id, app_id, issue_id)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     action = request.POST.get("action", "")

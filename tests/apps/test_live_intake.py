@@ -17,21 +17,13 @@ from django.conf import settings  # noqa: E402
 import opbeat_agent  # noqa: E402
 from intake.auth import app_credentials_cache_clear  # noqa: E402
 from tests.factories import org_app_create  # noqa: E402
-from tests.intake.conftest import BrokerReader  # noqa: E402
+from tests.intake.conftest import broker  # noqa: E402, F401 - the intake's fixture: real RabbitMQ, purged
 
 from .flask_app import create_app  # noqa: E402
 
-
-@pytest.fixture
-def broker(request) -> BrokerReader:
-    if settings.BROKER_URL.startswith(("amqp", "pyamqp")):
-        request.getfixturevalue("rabbitmq_url")  # the real RabbitMQ, or skip (fail under REQUIRE_SERVICES=1)
-    reader = BrokerReader()
-    reader.purge()
-    return reader
-
-
-def test_flask_error_reaches_the_real_intake(live_server, transactional_db, broker, client):
+def agent_flask_app(live_server, **config):
+    """A fresh organization and app, and the example Flask app reporting to the live intake
+    with that app's ids and token."""
     app_credentials_cache_clear()
     owner, organization, app = org_app_create()
     opbeat_agent.set_client(None)
@@ -40,8 +32,16 @@ def test_flask_error_reaches_the_real_intake(live_server, transactional_db, brok
         APP_ID=app.public_id,
         SECRET_TOKEN=app.secret_token,
         SERVERS=[live_server.url],
+        **config,
+    )
+    return owner, organization, app, flask_app
+
+
+def test_flask_error_reaches_the_real_intake(live_server, transactional_db, broker, client):
+    owner, organization, app, flask_app = agent_flask_app(
+        live_server,
         RELEASE="v42",
-        # The intake serves errors only so far (transactions come with the performance work).
+        # Errors only: this test is about the errors endpoint (the next ones cover transactions).
         TRANSACTIONS_ENABLED=False,
         INSTRUMENT=False,
     )
@@ -91,14 +91,8 @@ def test_flask_error_reaches_the_real_intake(live_server, transactional_db, brok
 
 
 def test_flask_transactions_reach_the_real_intake_and_are_stored_by_the_worker(live_server, transactional_db, broker, client):
-    app_credentials_cache_clear()
-    owner, organization, app = org_app_create()
-    opbeat_agent.set_client(None)
-    flask_app = create_app(
-        ORGANIZATION_ID=organization.public_id,
-        APP_ID=app.public_id,
-        SECRET_TOKEN=app.secret_token,
-        SERVERS=[live_server.url],
+    owner, organization, app, flask_app = agent_flask_app(
+        live_server,
         RELEASE="v43",
         # Auto-instrumentation on: the report's queries and template are the spans.
         INSTRUMENT=True,

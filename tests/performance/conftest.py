@@ -11,26 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.urls import reverse
 
 from processing.rollups import transactions_digest
 from tests.factories import org_app_create
 # The intake's autouse fixture (fresh token cache, quota and rejection counters per test) applies
 # here too: importing it into this conftest registers it.
-from tests.intake.conftest import BrokerReader, intake_state_clean  # noqa: F401
+from tests.intake.conftest import BrokerReader, broker, intake_state_clean  # noqa: F401
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "opbeat"
 TRANSACTION_FIXTURES = sorted(FIXTURES.glob("*_POST_transactions.zlib"))
-
-
-@pytest.fixture
-def broker(request) -> BrokerReader:
-    if settings.BROKER_URL.startswith(("amqp", "pyamqp")):
-        request.getfixturevalue("rabbitmq_url")
-    reader = BrokerReader()
-    reader.purge()
-    return reader
 
 
 @dataclass
