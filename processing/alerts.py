@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 
-from accounts.models import App, Membership, User
+from accounts.models import App, User
 
 from .models import AlertNotice, AlertSubscription, AppAlertSettings, Event, Issue, IssueFollowup
 

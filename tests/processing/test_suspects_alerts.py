@@ -16,7 +16,7 @@ from accounts.verification import user_email_mark_verified
 from processing.alerts import alerts_flush, webhook_target_refusal
 from processing.digest import events_digest
 from processing.followup import issues_followup
-from processing.models import AlertSubscription, AppAlertSettings, EmailAlias, Issue, IssueFollowup, Release
+from processing.models import AlertSubscription, AppAlertSettings, EmailAlias, Issue, IssueFollowup
 from processing.releases import release_store
 from processing.suspects import file_suspect, hunk_covers, line_map_back, path_matches
 from tests.factories import org_app_create, user_create
