@@ -225,6 +225,9 @@ def test_embedded_files_under_var_are_private_to_the_server_user(tmp_path):
     (var_dir / "mail" / "old.log").write_text("https://example.com/reset/old-link/")
     os.chmod(var_dir / "mail", 0o755)
     os.chmod(var_dir / "mail" / "old.log", 0o644)
+    # Something the server did not put there (OPBEAT_VAR_DIR may name a shared directory).
+    (var_dir / "not-ours.sh").write_text("#!/bin/sh\n")
+    os.chmod(var_dir / "not-ours.sh", 0o755)
 
     env = {
         key: value
@@ -245,4 +248,5 @@ def test_embedded_files_under_var_are_private_to_the_server_user(tmp_path):
     made = {path.relative_to(var_dir).parts[0] for path in var_dir.rglob("*")}
     assert {"secret_key", "opbeat.sqlite3", "mail", "cache", "queue"} <= made
     assert len(list((var_dir / "mail").iterdir())) == 2
-    assert _modes_open_to_others(var_dir) == []
+    assert _modes_open_to_others(var_dir) == ["var/not-ours.sh -rwxr-xr-x"]
+    assert stat.S_IMODE(var_dir.stat().st_mode) == 0o700
