@@ -6,6 +6,7 @@ dashboard URLs carry; integer primary keys stay inside the server (queue message
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 from django.contrib.auth.models import AbstractUser, UserManager as DjangoUserManager
@@ -21,6 +22,22 @@ def public_id_new() -> str:
 
 def secret_token_new() -> str:
     return secrets.token_hex(20)
+
+
+def secret_token_hash(token: bytes) -> str:
+    """What is kept of an app's secret token: its SHA-256, in hex.
+
+    A fast hash is enough (as for GitHub's tokens): the token is 160 random bits, so there is no
+    dictionary to try, and the intake must hash the bearer of every request. Unsalted, so an app
+    can be found by its token's hash alone.
+    """
+    return hashlib.sha256(token).hexdigest()
+
+
+def secret_token_hash_of_nothing() -> str:
+    """A unique hash whose token nobody has: an app made without ``accounts.services`` (bulk
+    loads, benchmarks) takes no events until an owner rotates its token."""
+    return secret_token_hash(secrets.token_bytes(32))
 
 
 class UserManager(DjangoUserManager):
@@ -92,7 +109,10 @@ class App(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="apps")
     public_id = models.CharField(max_length=32, unique=True, default=public_id_new)
     name = models.CharField(max_length=200)
-    secret_token = models.CharField(max_length=64, unique=True, default=secret_token_new)
+    # The token itself is shown once, when it is made (``accounts.services``), and never stored.
+    secret_token_hash = models.CharField(max_length=64, unique=True, default=secret_token_hash_of_nothing)
+    # The token's last characters, so a person can tell which token an agent has.
+    secret_token_hint = models.CharField(max_length=4, blank=True, default="")
     token_rotated_at = models.DateTimeField(null=True, blank=True)
     # Per-app policy is data: None means the default from settings.OPBEAT_LIMITS.
     events_per_minute = models.PositiveIntegerField(null=True, blank=True)

@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from .models import App, Invite, Membership, Organization, User, secret_token_new
+from .models import App, Invite, Membership, Organization, User, secret_token_hash, secret_token_new
 from .verification import user_email_mark_verified
 
 
@@ -86,28 +86,47 @@ def invite_accept(*, invite: Invite, user: User) -> Membership:
     return membership
 
 
-@transaction.atomic
-def app_create(*, organization: Organization, name: str) -> App:
-    return App.objects.create(organization=organization, name=name)
+def _app_token_set(app: App) -> str:
+    """Give ``app`` a new secret token and return it: the only time it exists in clear. The
+    caller shows it once (or prints it) and keeps it nowhere."""
+    token = secret_token_new()
+    app.secret_token_hash = secret_token_hash(token.encode())
+    app.secret_token_hint = token[-4:]
+    return token
 
 
 @transaction.atomic
-def app_token_rotate(*, app: App) -> App:
-    # The intake caches tokens for OPBEAT_LIMITS["token_cache_seconds"] (30 s), so the old token
-    # stops working within a minute without any cross-process signalling.
-    app.secret_token = secret_token_new()
+def app_create(*, organization: Organization, name: str) -> tuple[App, str]:
+    """The new app and its secret token (shown once: only its hash is stored)."""
+    app = App(organization=organization, name=name)
+    token = _app_token_set(app)
+    app.save()
+    return app, token
+
+
+@transaction.atomic
+def app_token_rotate(*, app: App) -> str:
+    """A new secret token for ``app``, returned once; the old one stops working.
+
+    The intake caches an app for OPBEAT_LIMITS["token_cache_seconds"] (30 s), so the old token
+    stops working within a minute without any cross-process signalling.
+    """
+    token = _app_token_set(app)
     app.token_rotated_at = timezone.now()
-    app.save(update_fields=["secret_token", "token_rotated_at"])
-    return app
+    app.save(update_fields=["secret_token_hash", "secret_token_hint", "token_rotated_at"])
+    return token
 
 
 @transaction.atomic
-def app_provision(*, email: str, password: str, organization_name: str, app_name: str) -> App:
+def app_provision(
+    *, email: str, password: str, organization_name: str, app_name: str, rotate_token: bool = False
+) -> tuple[App, str | None]:
     """Create or reuse a user, one of their organizations (by name) and an app in it.
 
-    For provisioning scripts: running it twice with the same arguments returns the same app and
-    token. An existing user must give their own password, so the command cannot be used to reach
-    someone else's organization.
+    For provisioning scripts: running it twice with the same arguments returns the same app.
+    The secret token comes back when the app is created, or with ``rotate_token`` (a new one);
+    otherwise None, as only its hash is kept. An existing user must give their own password, so
+    the command cannot be used to reach someone else's organization.
     """
     email = email.strip().lower()
     user = User.objects.filter(email__iexact=email).first()
@@ -131,5 +150,7 @@ def app_provision(*, email: str, password: str, organization_name: str, app_name
         organization = organization_create(name=organization_name, owner=user)
     app = App.objects.filter(organization=organization, name=app_name).first()
     if app is None:
-        app = app_create(organization=organization, name=app_name)
-    return app
+        return app_create(organization=organization, name=app_name)
+    if rotate_token:
+        return app, app_token_rotate(app=app)
+    return app, None

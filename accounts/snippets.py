@@ -4,6 +4,9 @@ Plain text built from the app's ids and ``settings.BASE_URL``; templates escape 
 it. The original module's snippets must stay exactly what opbeat 3.x accepts (its Flask extension
 takes no ``servers`` argument, so ``SERVERS`` goes in ``app.config["OPBEAT"]``); this module must
 never suggest a setting that module would reject.
+
+The secret token is filled in only on the page that shows it once (right after the app is
+created or its token rotated); every other time the snippets carry ``SECRET_TOKEN_PLACEHOLDER``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from .models import App
+
+SECRET_TOKEN_PLACEHOLDER = "<secret token>"
 
 
 @dataclass(frozen=True)
@@ -33,31 +38,33 @@ def _q(value: str) -> str:
     return json.dumps(value)
 
 
-def _settings_dict(app: App, servers: str, indent: str = "    ") -> str:
+def _settings_dict(app: App, secret_token: str, servers: str, indent: str = "    ") -> str:
     return (
         "{\n"
         f'{indent}"ORGANIZATION_ID": {_q(app.organization.public_id)},\n'
         f'{indent}"APP_ID": {_q(app.public_id)},\n'
-        f'{indent}"SECRET_TOKEN": {_q(app.secret_token)},\n'
+        f'{indent}"SECRET_TOKEN": {_q(secret_token)},\n'
         f'{indent}"SERVERS": [{_q(servers)}],\n'
         "}"
     )
 
 
-def _kwargs(app: App, servers: str, with_servers: bool = True) -> str:
+def _kwargs(app: App, secret_token: str, servers: str, with_servers: bool = True) -> str:
     lines = [
         f"    organization_id={_q(app.organization.public_id)},",
         f"    app_id={_q(app.public_id)},",
-        f"    secret_token={_q(app.secret_token)},",
+        f"    secret_token={_q(secret_token)},",
     ]
     if with_servers:
         lines.append(f"    servers=[{_q(servers)}],")
     return "\n".join(lines)
 
 
-def app_setup_snippets(*, app: App) -> list[Snippet]:
+def app_setup_snippets(*, app: App, secret_token: str | None = None) -> list[Snippet]:
+    """The snippets for ``app``; ``secret_token`` is the clear token when the page may show it."""
     servers = settings.BASE_URL
-    opbeat_dict = _settings_dict(app, servers)
+    secret_token = secret_token or SECRET_TOKEN_PLACEHOLDER
+    opbeat_dict = _settings_dict(app, secret_token, servers)
     return [
         Snippet(
             agent="opbeat",
@@ -89,7 +96,7 @@ def app_setup_snippets(*, app: App) -> list[Snippet]:
                 "from opbeat import Client\n"
                 "from opbeat.middleware import Opbeat\n\n"
                 "client = Client(\n"
-                f"{_kwargs(app, servers)}\n"
+                f"{_kwargs(app, secret_token, servers)}\n"
                 ")\n"
                 "application = Opbeat(application, client)\n"
             ),
@@ -113,7 +120,7 @@ def app_setup_snippets(*, app: App) -> list[Snippet]:
                 "from opbeat_agent.integrations.flask import Opbeat\n\n"
                 "opbeat = Opbeat(\n"
                 "    app,\n"
-                f"{_kwargs(app, servers)}\n"
+                f"{_kwargs(app, secret_token, servers)}\n"
                 ")\n"
             ),
         ),
@@ -125,7 +132,7 @@ def app_setup_snippets(*, app: App) -> list[Snippet]:
                 "from opbeat_agent import Client\n"
                 "from opbeat_agent.integrations.wsgi import OpbeatMiddleware\n\n"
                 "client = Client(\n"
-                f"{_kwargs(app, servers)}\n"
+                f"{_kwargs(app, secret_token, servers)}\n"
                 ")\n"
                 "application = OpbeatMiddleware(application, client=client)\n"
             ),

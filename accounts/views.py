@@ -14,12 +14,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from . import selectors, services, verification
 from .forms import AppForm, InviteForm, OrganizationForm, SignupForm
-from .models import Membership, Organization, User
+from .models import App, Membership, Organization, User
 from .snippets import app_setup_snippets
 
 # The Django backend name login() needs when a user was not returned by authenticate().
@@ -181,12 +182,35 @@ def app_new(request: HttpRequest, org_id: str) -> HttpResponse:
     organization = selectors.organization_for_member(request.user, org_id)
     if not_allowed := _method_not_allowed(request, "GET", "HEAD", "POST"):
         return not_allowed
+    _require_owner(request.user, organization)
     form = AppForm(request.POST or None, organization=organization)
     if request.method == "POST" and form.is_valid():
-        app = services.app_create(organization=organization, name=form.cleaned_data["name"])
-        messages.success(request, f"{app.name} is ready. Set up an agent with the settings below.")
-        return redirect(app.get_settings_url())
+        app, token = services.app_create(organization=organization, name=form.cleaned_data["name"])
+        # The answer to this POST is the one page that shows the token: only its hash is kept.
+        return _app_settings_page(request, app, secret_token=token, notice=f"{app.name} is ready.")
     return render(request, "accounts/app_new.html", {"organization": organization, "form": form})
+
+
+def _app_settings_page(request: HttpRequest, app: App, *, secret_token: str | None = None, notice: str = "") -> HttpResponse:
+    """The app's ids and set-up snippets; with ``secret_token``, the page that shows it once."""
+    membership = selectors.membership_for_member(request.user, app.organization)
+    response = render(
+        request,
+        "accounts/app_settings.html",
+        {
+            "app": app,
+            "organization": app.organization,
+            "is_owner": membership.role == Membership.Role.OWNER,
+            "secret_token": secret_token,
+            "notice": notice,
+            "snippets": app_setup_snippets(app=app, secret_token=secret_token),
+            "server_url": settings.BASE_URL,
+        },
+    )
+    if secret_token:
+        # Neither the browser's cache nor a proxy may keep a copy of the page with the token.
+        add_never_cache_headers(response)
+    return response
 
 
 @login_required
@@ -194,32 +218,25 @@ def app_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse
     app = selectors.app_for_member(request.user, org_id, app_id)
     if not_allowed := _method_not_allowed(request, "GET", "HEAD"):
         return not_allowed
-    membership = selectors.membership_for_member(request.user, app.organization)
-    return render(
-        request,
-        "accounts/app_settings.html",
-        {
-            "app": app,
-            "organization": app.organization,
-            "is_owner": membership.role == Membership.Role.OWNER,
-            "snippets": app_setup_snippets(app=app),
-            "server_url": settings.BASE_URL,
-        },
-    )
+    return _app_settings_page(request, app)
 
 
 @login_required
 def app_token_rotate(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
+    """GET asks (what rotating does), POST rotates and shows the new token once."""
     app = selectors.app_for_member(request.user, org_id, app_id)
-    if not_allowed := _method_not_allowed(request, "POST"):
+    if not_allowed := _method_not_allowed(request, "GET", "HEAD", "POST"):
         return not_allowed
     _require_owner(request.user, app.organization)
-    services.app_token_rotate(app=app)
-    messages.success(
+    if request.method != "POST":
+        return render(request, "accounts/app_token_rotate.html", {"app": app, "organization": app.organization})
+    token = services.app_token_rotate(app=app)
+    return _app_settings_page(
         request,
-        "New secret token created. Update your apps' settings: the old token stops working within a minute.",
+        app,
+        secret_token=token,
+        notice="New secret token created. Update your apps' settings: the old token stops working within a minute.",
     )
-    return redirect(app.get_settings_url())
 
 
 @require_http_methods(["GET"])

@@ -7,6 +7,9 @@ cache (Redis in production), written on every database lookup and read only when
 is unreachable, so the intake keeps taking events for every app it has seen while PostgreSQL is
 down (the worker stores them once it is back).
 
+Neither tier, nor the database, holds a secret token: only its SHA-256
+(``accounts.models.secret_token_hash``), compared with the hash of the bearer.
+
 This module reads the database (one query per app per process per TTL) and never writes it.
 """
 
@@ -21,7 +24,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
 
-from accounts.models import App
+from accounts.models import App, secret_token_hash
 
 from .errors import AppNotFound, DatabaseUnavailable, Forbidden, Unauthorized
 
@@ -39,7 +42,7 @@ class AppCredentials:
     pk: int
     organization_public_id: str
     public_id: str
-    secret_token: bytes
+    secret_token_hash: str
     events_per_minute: int | None
 
 
@@ -47,7 +50,8 @@ _process_cache: dict[tuple[str, str], tuple[float, AppCredentials | None]] = {}
 
 
 def _second_tier_key(organization_public_id: str, app_public_id: str) -> str:
-    return f"intake:app:{organization_public_id}:{app_public_id}"
+    # Not "intake:app:", where clear tokens used to be kept: an entry left there is never read.
+    return f"intake:app-hash:{organization_public_id}:{app_public_id}"
 
 
 def app_credentials_cache_clear() -> None:
@@ -60,13 +64,13 @@ def _credentials_from_database(organization_public_id: str, app_public_id: str) 
             public_id=app_public_id,
             organization__public_id=organization_public_id,
         )
-        .values_list("pk", "secret_token", "events_per_minute")
+        .values_list("pk", "secret_token_hash", "events_per_minute")
         .first()
     )
     if row is None:
         return None
-    pk, secret_token, events_per_minute = row
-    return AppCredentials(pk, organization_public_id, app_public_id, secret_token.encode(), events_per_minute)
+    pk, token_hash, events_per_minute = row
+    return AppCredentials(pk, organization_public_id, app_public_id, token_hash, events_per_minute)
 
 
 def app_credentials_get(*, organization_public_id: str, app_public_id: str) -> AppCredentials | None:
@@ -114,7 +118,7 @@ def _second_tier_store(second_key: str, credentials: AppCredentials | None) -> N
                     credentials.pk,
                     credentials.organization_public_id,
                     credentials.public_id,
-                    credentials.secret_token,
+                    credentials.secret_token_hash,
                     credentials.events_per_minute,
                 ),
                 SECOND_TIER_SECONDS,
@@ -150,8 +154,8 @@ def app_authenticate(*, organization_public_id: str, app_public_id: str, authori
         raise Unauthorized(
             "malformed Authorization header; send 'Authorization: Bearer <secret token>'", app_pk=credentials.pk
         )
-    # Constant-time: the time to refuse must not reveal how many leading bytes were right.
-    if not hmac.compare_digest(token, credentials.secret_token):
+    # Constant-time, although comparing hashes already reveals nothing about the token's bytes.
+    if not hmac.compare_digest(secret_token_hash(token), credentials.secret_token_hash):
         raise Forbidden(
             "wrong secret token for this app; check SECRET_TOKEN in the app settings", app_pk=credentials.pk
         )

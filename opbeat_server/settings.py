@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -16,7 +18,32 @@ import dj_email_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("OPBEAT_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _var_dir_make_private(path: Path) -> None:
+    """var/ holds the secret key, the SQLite database, mail (with password-reset links), the file
+    cache and the queue: only the server's user may read them. A umask of 077 makes what this
+    process and its children create private (SQLite, Django's mail and cache backends and kombu
+    all create files through it); an older install, found with var/ open to others, is
+    tightened once. Only what the server itself keeps there is changed, in case OPBEAT_VAR_DIR
+    names a directory that holds other things too."""
+    os.umask(0o077)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not stat.S_IMODE(path.stat().st_mode) & 0o077:
+        return
+    patterns = ("secret_key", "opbeat.sqlite3*", "mail", "cache", "queue", "static", "celerybeat-schedule*")
+    try:
+        for top in (entry for pattern in patterns for entry in path.glob(pattern)):
+            for entry in [top, *(top.rglob("*") if top.is_dir() and not top.is_symlink() else ())]:
+                if not entry.is_symlink():  # chmod would change what the link points to
+                    entry.chmod(0o700 if entry.is_dir() else 0o600)
+        path.chmod(0o700)
+    except PermissionError as exc:
+        # Not ours to change (an operator's shared directory): say so rather than refuse to start.
+        print(f"opbeat: could not make {path} private to this user: {exc}", file=sys.stderr)
+
+
+_var_dir_make_private(VAR_DIR)
 
 
 def _env_bool(name: str, default: bool) -> bool:

@@ -1,4 +1,7 @@
-"""``manage.py opbeat_create_app``: one JSON object on stdout, idempotent, no prompts."""
+"""``manage.py opbeat_create_app``: one JSON object on stdout, idempotent, no prompts.
+
+The secret token is printed when the app is made or with ``--rotate-token``; a reused app gets
+``"secret_token": null`` and a line on stderr (only the token's hash is stored)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts.models import App, Membership, Organization, User
+from accounts.models import App, Membership, Organization, User, secret_token_hash
 from tests.factories import org_app_create, user_create
 
 from .conftest import PASSWORD
@@ -36,8 +39,9 @@ def test_creates_user_org_app_and_prints_one_json_object(client):
     assert data == {
         "organization_id": app.organization.public_id,
         "app_id": app.public_id,
-        "secret_token": app.secret_token,
+        "secret_token": data["secret_token"],
     }
+    assert app.secret_token_hash == secret_token_hash(data["secret_token"].encode())
     user = User.objects.get()
     assert Membership.objects.get(user=user).role == Membership.Role.OWNER
     # The user can log in on the web with that password and reach the app.
@@ -51,8 +55,10 @@ def test_creates_user_org_app_and_prints_one_json_object(client):
 
 def test_rerun_is_idempotent(db):
     first, _ = _run("--email", "ops@example.com", "--password", "pw-for-ci", "--org", "Acme", "--app", "web")
-    second, _ = _run("--email", "OPS@example.com", "--password", "pw-for-ci", "--org", "Acme", "--app", "web")
-    assert json.loads(first) == json.loads(second)
+    second, warning = _run("--email", "OPS@example.com", "--password", "pw-for-ci", "--org", "Acme", "--app", "web")
+    # The same app; its token was printed the first time only.
+    assert json.loads(second) == {**json.loads(first), "secret_token": None}
+    assert "--rotate-token" in warning
     assert (User.objects.count(), Organization.objects.count(), App.objects.count()) == (1, 1, 1)
 
     # A second app in the same organization.
@@ -64,8 +70,20 @@ def test_rerun_is_idempotent(db):
 
 def test_reuses_an_existing_user_org_and_app(db):
     owner, organization, app = org_app_create(owner=user_create(email="dev@example.com"), org_name="Acme", app_name="web")
-    out, _ = _run("--email", "dev@example.com", "--password", PASSWORD, "--org", "Acme", "--app", "web")
-    assert json.loads(out) == {"organization_id": organization.public_id, "app_id": app.public_id, "secret_token": app.secret_token}
+    out, err = _run("--email", "dev@example.com", "--password", PASSWORD, "--org", "Acme", "--app", "web")
+    assert json.loads(out) == {"organization_id": organization.public_id, "app_id": app.public_id, "secret_token": None}
+    assert "shown only when it is made" in err and "--rotate-token" in err
+    app.refresh_from_db()
+    old_hash = app.secret_token_hash
+
+    # --rotate-token: a new token for the same app, printed; the old one no longer matches.
+    out, err = _run("--email", "dev@example.com", "--password", PASSWORD, "--org", "Acme", "--app", "web", "--rotate-token")
+    data = json.loads(out)
+    assert (data["organization_id"], data["app_id"]) == (organization.public_id, app.public_id)
+    assert err == ""
+    app.refresh_from_db()
+    assert app.secret_token_hash == secret_token_hash(data["secret_token"].encode()) != old_hash
+    assert App.objects.count() == 1
 
 
 def test_existing_user_with_wrong_password_is_refused(db):
@@ -110,7 +128,9 @@ def test_real_process_prints_only_the_json(tmp_path):
         assert run.returncode == 0, run.stderr
         assert run.stdout.endswith("\n") and run.stdout.count("\n") == 1
     first, second = (json.loads(run.stdout) for run in runs)
-    assert first == second
+    assert first == {**second, "secret_token": first["secret_token"]}
+    assert len(first["secret_token"]) == 40 and second["secret_token"] is None
+    assert runs[0].stderr == "" and "--rotate-token" in runs[1].stderr
     assert len(first["organization_id"]) == 16 and len(first["app_id"]) == 16
 
     wrong = subprocess.run([*manage, *args[:4], "nope", *args[5:]], cwd=root, env=env, capture_output=True, text=True, timeout=120)

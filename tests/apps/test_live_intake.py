@@ -16,7 +16,7 @@ from django.conf import settings  # noqa: E402
 
 import opbeat_agent  # noqa: E402
 from intake.auth import app_credentials_cache_clear  # noqa: E402
-from tests.factories import org_app_create  # noqa: E402
+from tests.factories import org_app_token_create  # noqa: E402
 from tests.intake.conftest import broker  # noqa: E402, F401 - the intake's fixture: real RabbitMQ, purged
 
 from .flask_app import create_app  # noqa: E402
@@ -25,12 +25,12 @@ def agent_flask_app(live_server, **config):
     """A fresh organization and app, and the example Flask app reporting to the live intake
     with that app's ids and token."""
     app_credentials_cache_clear()
-    owner, organization, app = org_app_create()
+    owner, organization, app, token = org_app_token_create()
     opbeat_agent.set_client(None)
     flask_app = create_app(
         ORGANIZATION_ID=organization.public_id,
         APP_ID=app.public_id,
-        SECRET_TOKEN=app.secret_token,
+        SECRET_TOKEN=token,
         SERVERS=[live_server.url],
         **config,
     )
@@ -170,9 +170,9 @@ def test_django_transactions_reach_the_real_intake_and_are_stored_by_the_worker(
     from processing.rollups import transactions_digest
 
     app_credentials_cache_clear()
-    owner, organization, app = org_app_create()
+    owner, organization, app, token = org_app_token_create()
     root = Path(__file__).resolve().parents[2]
-    ids = {"ORGANIZATION_ID": organization.public_id, "APP_ID": app.public_id, "SECRET_TOKEN": app.secret_token,
+    ids = {"ORGANIZATION_ID": organization.public_id, "APP_ID": app.public_id, "SECRET_TOKEN": token,
            "SERVERS": [live_server.url], "RELEASE": "2026.11.2"}
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("OPBEAT_")},

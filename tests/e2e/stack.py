@@ -371,7 +371,8 @@ def form_post(session: requests.Session, url: str, data: dict[str, str]) -> requ
 
 
 def credentials_read(settings_html: str) -> dict[str, str]:
-    """The organization id, app id and secret token as the app's settings page shows them."""
+    """The organization id, app id and secret token as the page after creating an app (or
+    rotating its token) shows them: the only pages with the token."""
     found = {}
     for key, element_id in (("organization_id", "organization-id"), ("app_id", "app-id"), ("secret_token", "secret-token")):
         match = re.search(_CREDENTIAL.format(element_id), settings_html)

@@ -38,8 +38,8 @@ from accounts.services import app_create, invite_create, organization_create
 al = User.objects.create_user(email="al@example.com", password="{password}")
 org = organization_create(name="Shop", owner=al)
 invite_create(organization=org, email="bea@example.com", invited_by=al)
-app = app_create(organization=org, name="shop")
-print("IDS", org.public_id, app.public_id, app.secret_token)
+app, token = app_create(organization=org, name="shop")
+print("IDS", org.public_id, app.public_id, token)
 """
 
 ORDERS_V1 = '''\

@@ -16,7 +16,7 @@ from kombu import Connection, Exchange, Queue
 from intake import queue as intake_queue
 from intake import ratelimit, rejections
 from intake.auth import app_credentials_cache_clear
-from tests.factories import org_app_create
+from tests.factories import org_app_token_create
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "opbeat"
 ERROR_FIXTURES = sorted(FIXTURES.glob("*_POST_errors.zlib"))
@@ -59,6 +59,7 @@ def _wsgi_headers(headers: dict[str, str]) -> dict[str, str]:
 class IntakeApp:
     app: object
     organization: object
+    token: str  # the app's secret token in clear (the database keeps its hash)
 
     @property
     def url(self) -> str:
@@ -69,7 +70,7 @@ class IntakeApp:
         sent = {
             "Content-Type": "application/octet-stream",
             "User-Agent": "opbeat-python/3.6.1",
-            "Authorization": f"Bearer {self.app.secret_token if token is None else token}",
+            "Authorization": f"Bearer {self.token if token is None else token}",
         }
         sent.update(headers or {})
         sent = {k: v for k, v in sent.items() if v is not None}
@@ -92,8 +93,8 @@ def intake_state_clean():
 
 @pytest.fixture
 def intake_app(db) -> IntakeApp:
-    _, organization, app = org_app_create()
-    return IntakeApp(app=app, organization=organization)
+    _, organization, app, token = org_app_token_create()
+    return IntakeApp(app=app, organization=organization, token=token)
 
 
 class BrokerReader:

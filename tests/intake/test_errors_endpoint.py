@@ -79,7 +79,7 @@ def test_gzip_and_plain_json_are_accepted(intake_app, client, broker):
 
 def test_url_without_trailing_slash_is_accepted_not_redirected(intake_app, client, broker):
     response = client.generic(
-        "POST", intake_app.url.rstrip("/"), GOOD.body, HTTP_AUTHORIZATION=f"Bearer {intake_app.app.secret_token}"
+        "POST", intake_app.url.rstrip("/"), GOOD.body, HTTP_AUTHORIZATION=f"Bearer {intake_app.token}"
     )
     assert response.status_code == 202
 
@@ -139,7 +139,7 @@ def test_missing_or_malformed_authorization_is_401(intake_app, client, broker, a
 
 def test_unknown_app_and_unknown_org_are_404(intake_app, client, broker):
     org, app = intake_app.organization.public_id, intake_app.app.public_id
-    auth = {"HTTP_AUTHORIZATION": f"Bearer {intake_app.app.secret_token}"}
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {intake_app.token}"}
     for path in (
         f"/api/v1/organizations/{org}/apps/0000000000000000/errors/",
         f"/api/v1/organizations/0000000000000000/apps/{app}/errors/",
@@ -151,10 +151,10 @@ def test_unknown_app_and_unknown_org_are_404(intake_app, client, broker):
 
 
 def test_another_orgs_token_does_not_open_this_app(intake_app, client, broker, db):
-    from tests.factories import org_app_create
+    from tests.factories import org_app_token_create
 
-    _, _, other = org_app_create()
-    response = intake_app.post(client, GOOD.body, token=other.secret_token)
+    _, _, _, other_token = org_app_token_create()
+    response = intake_app.post(client, GOOD.body, token=other_token)
     assert response.status_code == 403
 
 
@@ -186,16 +186,16 @@ def test_over_quota_is_429_with_retry_after(intake_app, client, broker):
 
 
 def test_rotated_token_stops_working_once_the_cache_expires(intake_app, client, broker, settings):
-    old = intake_app.app.secret_token
+    old = intake_app.token
     assert intake_app.post(client, GOOD.body).status_code == 202
-    app_token_rotate(app=intake_app.app)
+    new = app_token_rotate(app=intake_app.app)
     # Within the cache TTL (30 s by default) the process still knows the old token...
     assert intake_app.post(client, GOOD.body, token=old).status_code == 202
     # ...and once it has expired (TTL 0 here) only the new one works.
     settings.OPBEAT_LIMITS = {**settings.OPBEAT_LIMITS, "token_cache_seconds": 0}
     app_credentials_cache_clear()
     assert intake_app.post(client, GOOD.body, token=old).status_code == 403
-    assert intake_app.post(client, GOOD.body, token=intake_app.app.secret_token).status_code == 202
+    assert intake_app.post(client, GOOD.body, token=new).status_code == 202
 
 
 def test_query_budget_cold_one_warm_zero(intake_app, client, broker, django_assert_max_num_queries):
@@ -229,16 +229,16 @@ def test_database_down_seen_app_still_accepted_unseen_app_503(client, broker):
     getting 202 from the second-tier cache; an app never seen gets 503 with a JSON reason."""
     from django.db import connection
 
-    from tests.factories import org_app_create
+    from tests.factories import org_app_token_create
 
     from .conftest import IntakeApp
 
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (the in-memory SQLite test database cannot be taken away)")
-    _, organization, app = org_app_create()
-    seen = IntakeApp(app=app, organization=organization)
-    _, organization2, app2 = org_app_create()
-    unseen = IntakeApp(app=app2, organization=organization2)
+    _, organization, app, token = org_app_token_create()
+    seen = IntakeApp(app=app, organization=organization, token=token)
+    _, organization2, app2, token2 = org_app_token_create()
+    unseen = IntakeApp(app=app2, organization=organization2, token=token2)
     assert seen.post(client, GOOD.body).status_code == 202
     broker.envelopes()
 
@@ -284,14 +284,14 @@ def test_broker_unreachable_is_503_with_a_json_reason(rabbitmq_url, tmp_path):
 
     from django.db import connection
 
-    from tests.factories import org_app_create
+    from tests.factories import org_app_token_create
 
     from .conftest import ERROR_FIXTURES, IntakeApp
 
     if connection.vendor != "postgresql":
         pytest.skip("the other process must see this test's rows: needs PostgreSQL")
-    _, organization, app = org_app_create()
-    intake_app = IntakeApp(app=app, organization=organization)
+    _, organization, app, token = org_app_token_create()
+    intake_app = IntakeApp(app=app, organization=organization, token=token)
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -301,7 +301,7 @@ def test_broker_unreachable_is_503_with_a_json_reason(rabbitmq_url, tmp_path):
         "DJANGO_SETTINGS_MODULE": "opbeat_server.settings",
     }
     out = subprocess.run(
-        [sys.executable, "-c", BROKER_DOWN_SCRIPT, intake_app.url, app.secret_token, str(ERROR_FIXTURES[0])],
+        [sys.executable, "-c", BROKER_DOWN_SCRIPT, intake_app.url, intake_app.token, str(ERROR_FIXTURES[0])],
         env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr

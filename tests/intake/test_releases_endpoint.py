@@ -23,7 +23,7 @@ def _url(intake_app, suffix: str = "") -> str:
 
 
 def _auth(intake_app) -> dict:
-    return {"HTTP_AUTHORIZATION": f"Bearer {intake_app.app.secret_token}"}
+    return {"HTTP_AUTHORIZATION": f"Bearer {intake_app.token}"}
 
 
 def _release_messages(broker) -> list[dict]:

@@ -14,7 +14,7 @@ import pytest
 from django.urls import reverse
 
 from processing.rollups import transactions_digest
-from tests.factories import org_app_create
+from tests.factories import org_app_token_create
 # The intake's autouse fixture (fresh token cache, quota and rejection counters per test) applies
 # here too: importing it into this conftest registers it.
 from tests.intake.conftest import BrokerReader, broker, intake_state_clean  # noqa: F401
@@ -28,6 +28,7 @@ class PerfApp:
     user: object
     organization: object
     app: object
+    token: str  # the app's secret token in clear (the database keeps its hash)
     client: object
     broker: BrokerReader
 
@@ -36,7 +37,7 @@ class PerfApp:
         return f"/api/v1/organizations/{self.organization.public_id}/apps/{self.app.public_id}/transactions/"
 
     def post(self, body: bytes, *, headers: dict[str, str] | None = None, token: str | None = None):
-        meta = {"HTTP_AUTHORIZATION": f"Bearer {self.app.secret_token if token is None else token}"}
+        meta = {"HTTP_AUTHORIZATION": f"Bearer {self.token if token is None else token}"}
         for key, value in (headers or {}).items():
             meta["HTTP_" + key.upper().replace("-", "_")] = value
         return self.client.generic("POST", self.intake_url, body, content_type="application/octet-stream", **meta)
@@ -63,9 +64,9 @@ class PerfApp:
 
 @pytest.fixture
 def perf(db, client, broker) -> PerfApp:
-    user, organization, app = org_app_create()
+    user, organization, app, token = org_app_token_create()
     client.force_login(user)
-    return PerfApp(user=user, organization=organization, app=app, client=client, broker=broker)
+    return PerfApp(user=user, organization=organization, app=app, token=token, client=client, broker=broker)
 
 
 def figure(html: str, css_class: str) -> float:

@@ -15,7 +15,7 @@ from intake.auth import app_credentials_cache_clear  # noqa: E402
 from processing.models import TransactionName  # noqa: E402
 from processing.rollups import transactions_digest  # noqa: E402
 from tests.apps.flask_app import create_app  # noqa: E402
-from tests.factories import org_app_create  # noqa: E402
+from tests.factories import org_app_token_create  # noqa: E402
 from tests.performance.conftest import figure  # noqa: E402
 
 
@@ -23,10 +23,10 @@ def test_example_app_numbers_reach_the_pages(live_server, transactional_db, brok
     from opbeat_agent.sketch import DurationSketch
 
     app_credentials_cache_clear()
-    owner, organization, app = org_app_create()
+    owner, organization, app, token = org_app_token_create()
     opbeat_agent.set_client(None)
     flask_app = create_app(
-        ORGANIZATION_ID=organization.public_id, APP_ID=app.public_id, SECRET_TOKEN=app.secret_token,
+        ORGANIZATION_ID=organization.public_id, APP_ID=app.public_id, SECRET_TOKEN=token,
         SERVERS=[live_server.url], INSTRUMENT=True, DISABLED_INSTRUMENTATIONS=["http.client", "urllib3", "requests"],
     )  # fmt: skip
     agent = flask_app.extensions["opbeat_agent"].client

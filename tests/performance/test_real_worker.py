@@ -27,7 +27,7 @@ def test_worker_rolls_up_published_transactions(perf, relayed_worker_env, tmp_pa
             assert perf.post(path.read_bytes()).status_code == 202
         error = ERROR_FIXTURES[0].with_suffix(".zlib")
         url = f"/api/v1/organizations/{perf.organization.public_id}/apps/{perf.app.public_id}/errors/"
-        assert perf.client.generic("POST", url, error.read_bytes(), HTTP_AUTHORIZATION=f"Bearer {perf.app.secret_token}").status_code == 202
+        assert perf.client.generic("POST", url, error.read_bytes(), HTTP_AUTHORIZATION=f"Bearer {perf.token}").status_code == 202
 
         def rolled() -> bool:
             total = TransactionRollup.objects.filter(app=perf.app, name__name=TransactionName.TOTAL, resolution=60)
