@@ -306,9 +306,10 @@ SECURE_HSTS_SECONDS = _env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _BASE_U
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", _BASE_URL_HTTPS)
-# Agents post to /api/: a redirect loses the body (and the event), so the intake answers on
-# plain HTTP unless the operator lists other paths (comma-separated regexes, no leading slash;
-# an empty value redirects everything).
+# Agents post to /api/, and a redirect would lose the body (the event). opbeat_server.wsgi serves
+# the intake without middleware, so no redirect reaches it there; this keeps it so under any other
+# handler. Comma-separated regexes without the leading slash; the operator may list others
+# (a health check path), or set it empty to redirect everything.
 SECURE_REDIRECT_EXEMPT = [
     p.strip() for p in os.environ.get("OPBEAT_SSL_REDIRECT_EXEMPT", r"^api/").split(",") if p.strip()
 ]
