@@ -159,6 +159,7 @@ print(json.dumps({
     "session_cookie_secure": s.SESSION_COOKIE_SECURE, "csrf_cookie_secure": s.CSRF_COOKIE_SECURE,
     "hsts_seconds": s.SECURE_HSTS_SECONDS, "ssl_redirect": s.SECURE_SSL_REDIRECT,
     "proxy_ssl_header": getattr(s, "SECURE_PROXY_SSL_HEADER", None), "csrf_trusted_origins": s.CSRF_TRUSTED_ORIGINS,
+    "trusted_proxy_count": s.OPBEAT_TRUSTED_PROXY_COUNT,
     "plain": [plain.status_code, plain.headers.get("Location")],
     "claimed": [claimed.status_code, claimed.headers.get("Location"), claimed.headers.get("Strict-Transport-Security"),
                 str(claimed.cookies.get("csrftoken", ""))],
@@ -180,13 +181,15 @@ def test_an_https_base_url_means_secure_cookies_hsts_and_redirects(tmp_path: Pat
     assert resolved["csrf_trusted_origins"] == ["https://errors.example.com"]
     assert resolved["plain"] == [301, "https://errors.example.com/login/"]
     # No proxy header configured: a client saying "I came over HTTPS" is not believed.
-    assert resolved["proxy_ssl_header"] is None
+    assert resolved["proxy_ssl_header"] is None and resolved["trusted_proxy_count"] == 0
     assert resolved["claimed"][:2] == [301, "https://errors.example.com/login/"]
 
 
 def test_behind_a_tls_proxy_the_operator_names_its_header(tmp_path: Path):
-    resolved = probe(production_env(tmp_path / "var", OPBEAT_PROXY_SSL_HEADER="X-Forwarded-Proto"))
+    env = production_env(tmp_path / "var", OPBEAT_PROXY_SSL_HEADER="X-Forwarded-Proto", OPBEAT_TRUSTED_PROXY_COUNT="1")
+    resolved = probe(env)
     assert resolved["proxy_ssl_header"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert resolved["trusted_proxy_count"] == 1
     status, location, hsts, csrf_cookie = resolved["claimed"]
     assert status == 200 and location is None
     assert hsts == "max-age=31536000"

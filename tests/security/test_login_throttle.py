@@ -143,6 +143,14 @@ def test_spoofed_x_forwarded_for_neither_evades_the_limit_nor_locks_out_its_addr
     assert logged_in(login(client, VICTIM, PASSWORD, VICTIM_IP))
 
 
+def test_ipv6_addresses_of_one_network_share_a_count(client):
+    """One host usually gets a whole /64: a new address from it for each guess buys nothing."""
+    answers = [login(client, f"user{n}@example.com", "Summer2024!", f"2001:db8:1:2::{n + 1:x}") for n in range(40)]
+    assert [a.status_code for a in answers[30:]] == [429] * 10
+    user_create(email=VICTIM)
+    assert logged_in(login(client, VICTIM, PASSWORD, "2001:db8:1:3::1"))
+
+
 def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(client, settings):
     settings.OPBEAT_TRUSTED_PROXY_COUNT = 1
     proxy = "10.0.0.2"
