@@ -322,9 +322,11 @@ if OPBEAT_PROXY_SSL_HEADER:
     SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header.strip().upper().replace("-", "_"), _value.strip() or "https")
 # Origins, not URLs: a BASE_URL with a path would otherwise match no request's Origin header.
 CSRF_TRUSTED_ORIGINS = ["{0.scheme}://{0.netloc}".format(urlsplit(BASE_URL))]
-if not SECURE_HSTS_INCLUDE_SUBDOMAINS:
-    # --deploy would warn that includeSubDomains/preload are off: they are off on purpose (above).
-    SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+# check --deploy warns while includeSubDomains or preload is off: they are off on purpose (above).
+SILENCED_SYSTEM_CHECKS = [
+    *(["security.W005"] if not SECURE_HSTS_INCLUDE_SUBDOMAINS else []),
+    *(["security.W021"] if not SECURE_HSTS_PRELOAD else []),
+]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
