@@ -12,14 +12,16 @@ from django.contrib import messages
 from django.contrib.auth import login, views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from . import selectors, services, verification
-from .forms import AppForm, InviteForm, OrganizationForm, SignupForm
+from opbeat_server.client_ip import client_ip
+
+from . import login_limits, selectors, services, verification
+from .forms import AppForm, EmailAuthenticationForm, InviteForm, OrganizationForm, SignupForm
 from .models import App, Membership, Organization, User
 from .snippets import app_setup_snippets
 
@@ -27,16 +29,58 @@ from .snippets import app_setup_snippets
 _BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
+class LoginView(auth_views.LoginView):
+    """Django's login, throttled (``accounts.login_limits``) before the password hasher runs."""
+
+    authentication_form = EmailAuthenticationForm
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        email = login_limits.email_normalize(request.POST.get("username", ""))
+        # Without both fields the form fails before checking a password: nothing to count.
+        if email and request.POST.get("password"):
+            wait = login_limits.login_attempt_admit(email=email, ip=client_ip(request))
+            if wait:
+                return self._throttled(email=email, wait=wait)
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        login_limits.login_succeeded(email=form.cleaned_data["username"], ip=client_ip(self.request))
+        return super().form_valid(form)
+
+    def _throttled(self, *, email: str, wait: int) -> HttpResponse:
+        # A fresh form: validating the posted one would run the password hasher.
+        form = self.get_form_class()(request=self.request, initial={"username": email})
+        context = self.get_context_data(form=form, throttled=login_limits.login_throttled_message(wait))
+        response = self.render_to_response(context, status=429)
+        response["Retry-After"] = str(wait)
+        return response
+
+
 class PasswordResetView(auth_views.PasswordResetView):
     """Django's view, with links built from BASE_URL rather than the request's Host header
-    (which a client chooses: a forged Host would otherwise put its own domain in the email)."""
+    (which a client chooses: a forged Host would otherwise put its own domain in the email), and
+    limited per target email and per client address. Whether a mail left or not, the answer is
+    the same redirect, so the page tells nobody whether an address has an account."""
 
     email_template_name = "registration/password_reset_email.txt"
     subject_template_name = "registration/password_reset_subject.txt"
 
     def form_valid(self, form):
+        if not login_limits.password_reset_admit(email=form.cleaned_data["email"], ip=client_ip(self.request)):
+            return HttpResponseRedirect(self.get_success_url())
         self.extra_email_context = {"base_url": settings.BASE_URL}
         return super().form_valid(form)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's view; a new password set through the mailed link also lifts the login lock on
+    the account (the mailbox proved the owner)."""
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        login_limits.login_account_unlock(email=form.user.email, ip=client_ip(self.request))
+        return response
 
 
 def _method_not_allowed(request: HttpRequest, *allowed: str) -> HttpResponseNotAllowed | None:

@@ -12,6 +12,7 @@ import secrets
 import stat
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import dj_email_url
@@ -68,7 +69,6 @@ SECRET_KEY = _secret_key()
 DEBUG = _env_bool("DEBUG", False)
 BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
-CSRF_TRUSTED_ORIGINS = [BASE_URL]
 # Tests and CI need to know whether a missing server is a skip or a failure.
 REQUIRE_SERVICES = _env_bool("REQUIRE_SERVICES", False)
 
@@ -90,6 +90,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "opbeat_server.middleware.content_security_policy_middleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -295,9 +296,80 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 SESSION_COOKIE_HTTPONLY = True
-X_FRAME_OPTIONS = "DENY"
 # The intake streams bodies itself with its own caps; this guards the form views.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+# --- Security: client addresses, login and reset limits, HTTPS, Content-Security-Policy -------
+# Reverse proxies in front of the web process, each appending to X-Forwarded-For. 0 (the default):
+# the client is REMOTE_ADDR and X-Forwarded-For is ignored, so no client can choose the address it
+# is counted under. N: the client is the Nth X-Forwarded-For entry from the right
+# (opbeat_server/client_ip.py). Set it to the real number: too high lets clients pick addresses.
+OPBEAT_TRUSTED_PROXY_COUNT = _env_int("OPBEAT_TRUSTED_PROXY_COUNT", 0)
+
+# The limits on logins and password-reset mails, all here: (attempts, seconds of the fixed window,
+# accounts/throttle.py). A lock lasts until its window ends, never longer. Every login that
+# reaches the password hasher is counted before it runs, so a flood past a limit costs no hashing.
+OPBEAT_AUTH_LIMITS = {
+    # One account from one address: a person mistyping gets ten tries, then waits at most 15 min
+    # (or resets the password, which clears it). Other addresses are not affected.
+    "login_account_address": (10, 15 * 60),
+    # One address, whichever accounts (credential stuffing, and the hasher's CPU under a flood).
+    # Successful logins count too; 30 in 5 min is more than an office behind one NAT needs.
+    "login_address": (30, 5 * 60),
+    # One account from every address: high and short, so a botnet guessing one password is slowed
+    # to 100 guesses per 5 min while nobody can keep the owner locked out for longer than that.
+    "login_account": (100, 5 * 60),
+    # Password-reset mails to one address, and requests from one client address.
+    "password_reset_email": (3, 60 * 60),
+    "password_reset_address": (10, 60 * 60),
+}
+
+# HTTPS: when BASE_URL is https the production defaults below follow from it; each can be set.
+_BASE_URL_HTTPS = BASE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", _BASE_URL_HTTPS)
+CSRF_COOKIE_SECURE = _env_bool("CSRF_COOKIE_SECURE", _BASE_URL_HTTPS)
+SECURE_HSTS_SECONDS = _env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _BASE_URL_HTTPS else 0)
+# Opt-in: both bind every subdomain of the host to HTTPS, and preload lists are slow to leave.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", _BASE_URL_HTTPS)
+# Agents post to /api/, and a redirect would lose the body (the event). opbeat_server.wsgi serves
+# the intake without middleware, so no redirect reaches it there; this keeps it so under any other
+# handler. Comma-separated regexes without the leading slash; the operator may list others
+# (a health check path), or set it empty to redirect everything.
+SECURE_REDIRECT_EXEMPT = [
+    p.strip() for p in os.environ.get("OPBEAT_SSL_REDIRECT_EXEMPT", r"^api/").split(",") if p.strip()
+]
+# Behind a TLS-terminating proxy, the header it sets to say the client used HTTPS, e.g.
+# "X-Forwarded-Proto" (value "https") or "X-Forwarded-Proto: https". Never trusted by default: a
+# client could send it itself. Without it behind such a proxy, SECURE_SSL_REDIRECT loops.
+OPBEAT_PROXY_SSL_HEADER = os.environ.get("OPBEAT_PROXY_SSL_HEADER", "").strip()
+if OPBEAT_PROXY_SSL_HEADER:
+    _header, _, _value = OPBEAT_PROXY_SSL_HEADER.partition(":")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header.strip().upper().replace("-", "_"), _value.strip() or "https")
+# Origins, not URLs: a BASE_URL with a path would otherwise match no request's Origin header.
+CSRF_TRUSTED_ORIGINS = ["{0.scheme}://{0.netloc}".format(urlsplit(BASE_URL))]
+# check --deploy warns while includeSubDomains or preload is off: they are off on purpose (above).
+SILENCED_SYSTEM_CHECKS = [
+    *(["security.W005"] if not SECURE_HSTS_INCLUDE_SUBDOMAINS else []),
+    *(["security.W021"] if not SECURE_HSTS_PRELOAD else []),
+]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Sent with every response by opbeat_server/middleware.py. No page runs inline script or inline
+# style (charts are SVG with presentation attributes), so everything comes from this host.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ]
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

@@ -184,5 +184,5 @@ def test_time_by_kind_counts_every_request_not_only_the_sampled_trace(perf):
     html = perf.page("transaction_detail", name.id, range="1h")
     table = html[html.index('class="compact span-kinds"'):]
     table = table[: table.index("</table>")]
-    rows = dict(re.findall(r"</span> ([\w.]+)</td><td class=\"num\">([\d.]+) ms", table))
+    rows = dict(re.findall(r"</svg> ([\w.]+)</td><td class=\"num\">([\d.]+) ms", table))
     assert rows == {"db.postgresql.sql": "6.00", "app": "4.00"}
