@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from .mail_limits import invite_mail_limit_hit
 from .models import App, Invite, Membership, Organization, User, invite_token_hash, secret_token_new
+from .signals import member_removed
 from .verification import user_email_mark_verified
 
 # How long an invite link works after it was (last) mailed.
@@ -160,7 +161,8 @@ def membership_remove(*, membership: Membership) -> None:
     """Remove a member (or oneself: leaving). Raises ``LastOwner`` for the only owner.
 
     Access and automatic assignment both go through memberships (``accounts.selectors``,
-    ``processing.suspects.member_for_email``), so both end with the row.
+    ``processing.suspects.member_for_email``), so both end with the row; ``member_removed`` lets
+    the apps holding per-member state (issue assignees) let go of the person too.
     """
     owners = _owner_count_locked(membership.organization)
     membership = Membership.objects.filter(pk=membership.pk).first()
@@ -169,6 +171,7 @@ def membership_remove(*, membership: Membership) -> None:
     if membership.role == Membership.Role.OWNER and owners <= 1:
         raise LastOwner(membership.organization.name)
     membership.delete()
+    member_removed.send(sender=Membership, organization=membership.organization, user=membership.user)
 
 
 @transaction.atomic

@@ -145,12 +145,17 @@ def test_a_removed_member_is_no_longer_assigned_issues(acme):
                   "timestamp": (timezone.now() - timedelta(hours=1)).isoformat(),
                   "files": [{"path": "orders/views.py", "status": "modified", "hunks": [[40, 3, 41, 3]]}]}],
     )  # fmt: skip
-    assert digest_followup(app, crash("checkout", 42)).followup.assignee == bea  # while she is a member
+    earlier = digest_followup(app, crash("checkout", 42))
+    assert earlier.followup.assignee == bea  # while she is a member
 
     _client(acme["owner"]).post(_url(org, "members", _membership(org, bea).pk, "remove"))
     issue = digest_followup(app, crash("pay", 41))
     followup = IssueFollowup.objects.get(issue=issue)
     assert followup.suspect_commit is not None and followup.assignee_id is None
+    # Her earlier issue is unassigned too (else its alerts would reach nobody), and says so.
+    assert IssueFollowup.objects.get(issue=earlier).assignee_id is None
+    page = _client(acme["owner"]).get(f"/orgs/{org.public_id}/apps/{app.public_id}/issues/{earlier.pk}/")
+    assert "bea@example.com matches no verified address or verified alias of a member" in page.text
 
 
 def test_roles_change_after_confirming_and_never_leave_zero_owners(acme):
