@@ -46,7 +46,9 @@ def outsider(db):
     return owner
 
 
-def invite_make(organization: Organization, email: str, *, invited_by: User | None = None, **fields) -> tuple[Invite, str]:
+def invite_make(
+    organization: Organization, email: str, *, invited_by: User | None = None, **fields
+) -> tuple[Invite, str]:
     """A pending invite row and the raw token of its link, without the mail (``fields`` override
     the defaults, e.g. ``expires_at`` in the past or ``verifies_email=False``)."""
     token = secrets.token_urlsafe(32)

@@ -43,7 +43,14 @@ def acme():
     member = user_create(email="bea@example.com")
     Membership.objects.create(organization=organization, user=member, role=Membership.Role.MEMBER)
     outsider, other_org, _ = org_app_create(org_name="Other Co")
-    return {"owner": owner, "org": organization, "app": app, "member": member, "outsider": outsider, "other_org": other_org}
+    return {
+        "owner": owner,
+        "org": organization,
+        "app": app,
+        "member": member,
+        "outsider": outsider,
+        "other_org": other_org,
+    }
 
 
 def _membership(org, user) -> Membership:
@@ -74,7 +81,10 @@ def test_a_member_cannot_invite_remove_revoke_or_change_roles(acme, mailoutbox, 
         assert method(_url(org, "members", owner_ship.pk, "remove")).status_code == 403
         assert method(_url(org, "members", owner_ship.pk, "role"), {"role": "member"}).status_code == 403
         assert method(_url(org, "invites", invite.pk, "revoke")).status_code == 403
-    assert bea.post(_url(org, "members", _membership(org, acme["member"]).pk, "role"), {"role": "owner"}).status_code == 403
+    assert (
+        bea.post(_url(org, "members", _membership(org, acme["member"]).pk, "role"), {"role": "owner"}).status_code
+        == 403
+    )
 
     assert _membership(org, owner).role == Membership.Role.OWNER
     assert _membership(org, acme["member"]).role == Membership.Role.MEMBER
@@ -167,7 +177,9 @@ def test_roles_change_after_confirming_and_never_leave_zero_owners(acme):
     page = owner.post(_url(org, "members", owner_ship.pk, "role"), {"role": "member"}, follow=True)
     assert "is the last owner of Acme" in page.text
     assert _membership(org, owner_user).role == Membership.Role.OWNER
-    assert owner.post(_url(org, "members", owner_ship.pk, "remove"), follow=True).redirect_chain[0][0] == _url(org, "leave")
+    assert owner.post(_url(org, "members", owner_ship.pk, "remove"), follow=True).redirect_chain[0][0] == _url(
+        org, "leave"
+    )
     assert Membership.objects.filter(pk=owner_ship.pk).exists()
 
     confirm = owner.get(_url(org, "members", bea_ship.pk, "role") + "?role=owner")
@@ -228,7 +240,9 @@ def test_invites_expire_after_seven_days(acme, mailoutbox, django_capture_on_com
     assert "for 7 days" in mailoutbox[0].body
 
 
-def test_an_owner_revokes_a_pending_invite_and_its_link_joins_nothing(acme, mailoutbox, django_capture_on_commit_callbacks):
+def test_an_owner_revokes_a_pending_invite_and_its_link_joins_nothing(
+    acme, mailoutbox, django_capture_on_commit_callbacks
+):
     org = acme["org"]
     owner = _client(acme["owner"])
     with django_capture_on_commit_callbacks(execute=True):
