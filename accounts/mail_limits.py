@@ -72,12 +72,14 @@ def mail_limit_hit(checks: list[tuple[str, tuple[Limit, ...]]]) -> None:
         raise MailLimited(wait)
 
 
-def invite_mail_limit_hit(*, organization_id: int, email: str, sender_id: int) -> None:
+def invite_mail_limit_hit(*, organization_public_id: str, email: str, sender_id: int) -> None:
+    # The organization's public id, not its primary key: a database made afresh (tests, a
+    # reinstall) reuses keys while the counters live on in Redis.
     mail_limit_hit(
         [
-            (f"mail:invite:org-to:{organization_id}:{email}", INVITE_PER_ORGANIZATION_ADDRESS),
+            (f"mail:invite:org-to:{organization_public_id}:{email}", INVITE_PER_ORGANIZATION_ADDRESS),
             (f"mail:invite:to:{email}", INVITE_PER_ADDRESS),
-            (f"mail:invite:org:{organization_id}", INVITE_PER_ORGANIZATION),
+            (f"mail:invite:org:{organization_public_id}", INVITE_PER_ORGANIZATION),
             (f"mail:invite:by:{sender_id}", INVITE_PER_SENDER),
         ]
     )

@@ -74,7 +74,7 @@ def invite_create(*, organization: Organization, email: str, invited_by: User) -
     """
     email = email.strip().lower()
     # Checked before anything changes: a refused re-send must leave the mailed link working.
-    invite_mail_limit_hit(organization_id=organization.pk, email=email, sender_id=invited_by.pk)
+    invite_mail_limit_hit(organization_public_id=organization.public_id, email=email, sender_id=invited_by.pk)
     # Hex, like every other token here: it survives being copied out of any mail client.
     token = secrets.token_hex(32)
     now = timezone.now()
