@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractUser, UserManager as DjangoUserManager
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 
 def public_id_new() -> str:
@@ -56,8 +58,9 @@ class User(AbstractUser):
     """A person; they log in with their email address."""
 
     email = models.EmailField(unique=True)
-    # Set when the person followed the link mailed to ``email`` (or accepted an invite mailed
-    # there, or an operator provisioned them): only then may commits by that address be theirs.
+    # Set when the person followed a link mailed to ``email`` that nobody else saw (the
+    # verification link, or an invite mailed there), or an operator provisioned them: only then
+    # may commits by that address be theirs (``accounts.verification``).
     email_verified_at = models.DateTimeField(null=True, blank=True)
     # When the last verification link left, so "resend" can be limited per user across processes.
     email_verification_sent_at = models.DateTimeField(null=True, blank=True)
@@ -96,13 +99,45 @@ class Membership(models.Model):
         constraints = [models.UniqueConstraint(fields=["organization", "user"], name="membership_unique")]
 
 
+def invite_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class Invite(models.Model):
+    """An invitation of ``email`` to an organization, reached through the link mailed there.
+
+    Only the sha256 of the link's token is stored: the raw token exists only in the mail, so a
+    database reader or the inviter cannot use it (``accounts.verification`` relies on that).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invites")
     email = models.EmailField()
-    token = models.CharField(max_length=64, unique=True, default=secret_token_new)
+    token_hash = models.CharField(max_length=64, unique=True)
     invited_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Moved forward each time the invite is mailed again (with a new token).
+    sent_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
     accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Whether accepting with ``email`` proves that mailbox: false for invites made while their
+    # link was also shown to the inviter, who could then have used it themselves.
+    verifies_email = models.BooleanField(default=True)
+
+    def state(self, now: datetime | None = None) -> str:
+        if self.accepted_at is not None:
+            return self.State.ACCEPTED
+        if self.revoked_at is not None:
+            return self.State.REVOKED
+        if self.expires_at <= (now or timezone.now()):
+            return self.State.EXPIRED
+        return self.State.PENDING
 
 
 class App(models.Model):

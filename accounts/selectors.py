@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import App, Invite, Membership, Organization, User
+from .models import App, Invite, Membership, Organization, User, invite_token_hash
 
 
 def organizations_for_member(user: User) -> QuerySet[Organization]:
@@ -63,25 +63,57 @@ def memberships_of_organization(organization: Organization) -> QuerySet[Membersh
     )
 
 
+def membership_of_organization(organization: Organization, membership_id: int) -> Membership:
+    """A membership of an organization already resolved by ``organization_for_member``; another
+    organization's membership id is the same 404 as a missing one."""
+    membership = (
+        Membership.objects.select_related("user", "organization")
+        .filter(
+            pk=membership_id,
+            organization=organization,
+        )
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such member")
+    return membership
+
+
 def invites_pending(organization: Organization) -> QuerySet[Invite]:
+    """Invites not used or revoked, expired ones included (an owner can send those again)."""
     return Invite.objects.filter(
         organization=organization,
         accepted_at__isnull=True,
-    ).order_by("-created_at")
+        revoked_at__isnull=True,
+    ).order_by("-sent_at")
 
 
-def invite_pending_for_token(token: str) -> Invite:
-    """An invite is reached by its secret token alone: the token is what the invitee holds."""
+def invite_of_organization(organization: Organization, invite_id: int) -> Invite:
+    """A pending invite of an organization already resolved by ``organization_for_member``."""
+    invite = Invite.objects.filter(
+        pk=invite_id,
+        organization=organization,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+    ).first()
+    if invite is None:
+        raise Http404("No such invite")
+    return invite
+
+
+def invite_for_token(token: str) -> Invite:
+    """An invite is reached by its secret token alone: the token is what the invitee holds. Used,
+    revoked and expired invites are returned too, so the page can say which; the caller checks
+    ``Invite.state``."""
     invite = (
         Invite.objects.select_related("organization")
         .filter(
-            token=token,
-            accepted_at__isnull=True,
+            token_hash=invite_token_hash(token),
         )
         .first()
     )
     if invite is None:
-        raise Http404("This invite link is not valid, or it has been used already")
+        raise Http404("This invite link is not valid")
     return invite
 
 

@@ -2,10 +2,15 @@
 
 Views and the management command call these; nothing here reads a request or renders a page.
 Nothing here checks who is asking: callers resolve the organization through
-``accounts.selectors`` (which scopes it to the user) and check the role first.
+``accounts.selectors`` (which scopes it to the user) and check the role first. What this module
+does guarantee whoever calls it: an organization always keeps at least one owner, and an invite
+joins only while it is pending (not used, revoked or expired).
 """
 
 from __future__ import annotations
+
+import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -14,12 +19,34 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from .models import App, Invite, Membership, Organization, User, secret_token_hash, secret_token_new
+from .mail_limits import invite_mail_limit_hit
+from .models import (
+    App,
+    Invite,
+    Membership,
+    Organization,
+    User,
+    invite_token_hash,
+    secret_token_hash,
+    secret_token_new,
+)
+from .signals import member_removed
 from .verification import user_email_mark_verified
+
+# How long an invite link works after it was (last) mailed.
+INVITE_MAX_AGE = timedelta(days=7)
 
 
 class InvalidCredentials(Exception):
     """The email belongs to an existing user, and the password given is not theirs."""
+
+
+class LastOwner(Exception):
+    """The change would leave the organization without an owner."""
+
+
+class InviteNotUsable(Exception):
+    """The invite was used, revoked or expired meanwhile."""
 
 
 @transaction.atomic
@@ -40,26 +67,70 @@ def user_signup(*, email: str, password: str, organization_name: str | None) -> 
     return user, organization
 
 
-def invite_url(*, invite: Invite) -> str:
-    # Absolute, from BASE_URL: the link travels by email and is copied by hand, so it must not
-    # depend on the Host header of whoever created it.
-    return settings.BASE_URL + reverse("invite_accept", kwargs={"token": invite.token})
+def invite_url(*, token: str) -> str:
+    # Absolute, from BASE_URL: the link travels by email, so it must not depend on the Host
+    # header of whoever created it.
+    return settings.BASE_URL + reverse("invite_accept", kwargs={"token": token})
 
 
 @transaction.atomic
 def invite_create(*, organization: Organization, email: str, invited_by: User) -> Invite:
-    """A pending invite for ``email``, mailed to it; inviting the same address again reuses it."""
+    """Mail ``email`` a link to join ``organization``.
+
+    Inviting an address with a pending (or expired) invite mails it again with a new link and a
+    new expiry instead of adding a second invite; the earlier link stops working. Raises
+    ``MailLimited`` (nothing changes, nothing is sent) over ``accounts.mail_limits``.
+    """
     email = email.strip().lower()
-    invite = Invite.objects.filter(organization=organization, email=email, accepted_at__isnull=True).first()
+    # Checked before anything changes: a refused re-send must leave the mailed link working.
+    invite_mail_limit_hit(organization_public_id=organization.public_id, email=email, sender_id=invited_by.pk)
+    # Hex, like every other token here: it survives being copied out of any mail client.
+    token = secrets.token_hex(32)
+    now = timezone.now()
+    invite = (
+        Invite.objects.select_for_update()
+        .filter(
+            organization=organization,
+            email=email,
+            accepted_at__isnull=True,
+            revoked_at__isnull=True,
+        )
+        .first()
+    )
     if invite is None:
-        invite = Invite.objects.create(organization=organization, email=email, invited_by=invited_by)
-    context = {"invite": invite, "organization": organization, "invited_by": invited_by, "url": invite_url(invite=invite)}
+        invite = Invite(organization=organization, email=email)
+    invite.invited_by = invited_by
+    invite.token_hash = invite_token_hash(token)
+    invite.sent_at = now
+    invite.expires_at = now + INVITE_MAX_AGE
+    # A new link that only the mailbox receives proves the mailbox again.
+    invite.verifies_email = True
+    invite.save()
+    url = invite_url(token=token)
+    context = {
+        "invite": invite,
+        "organization": organization,
+        "invited_by": invited_by,
+        "url": url,
+        "days": INVITE_MAX_AGE.days,
+    }
     # One line: names are free text, and a newline in a header would make send_mail refuse it.
     subject = " ".join(render_to_string("accounts/email/invite_subject.txt", context).split())
     body = render_to_string("accounts/email/invite_body.txt", context)
-    # Sent after commit so a rolled-back invite never reaches anyone. Delivery failure must not
-    # lose the invite: the owner sees the link on the organization page and can pass it on.
+    # Sent after commit so a rolled-back invite never reaches anyone. The link is in this mail
+    # only (the inviter is never shown it: see accounts.verification); if it does not arrive,
+    # the owner can send it again.
     transaction.on_commit(lambda: send_mail(subject, body, None, [email], fail_silently=True))
+    return invite
+
+
+@transaction.atomic
+def invite_revoke(*, invite: Invite) -> Invite:
+    """The invite's link stops working; a used invite stays as it is."""
+    Invite.objects.filter(pk=invite.pk, accepted_at__isnull=True, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    invite.refresh_from_db()
     return invite
 
 
@@ -67,22 +138,63 @@ def invite_create(*, organization: Organization, email: str, invited_by: User) -
 def invite_accept(*, invite: Invite, user: User) -> Membership:
     """``user`` joins the invite's organization as a member; the invite is used up.
 
-    The link is the credential (the owner may hand it over outside email), so the account's email
-    need not match the invited address. When it does match, accepting verifies that address: the
-    link was mailed there. (The owner could also have copied it from the organization page; they
-    can assign issues in their organization by hand anyway.)
+    The link is the credential (the invitee may forward it), so the account's email need not
+    match the invited address. When it does, accepting verifies that address: the link was
+    mailed there and nowhere else. Raises ``InviteNotUsable`` if the invite was used, revoked or
+    expired meanwhile.
     """
     invite = Invite.objects.select_for_update().get(pk=invite.pk)
-    if user.email.lower() == invite.email.lower():
+    if invite.state() != Invite.State.PENDING:
+        raise InviteNotUsable(invite.state())
+    if invite.verifies_email and user.email.lower() == invite.email.lower():
         user_email_mark_verified(user=user)
     membership, _ = Membership.objects.get_or_create(
         organization=invite.organization,
         user=user,
         defaults={"role": Membership.Role.MEMBER},
     )
-    if invite.accepted_at is None:
-        invite.accepted_at = timezone.now()
-        invite.save(update_fields=["accepted_at"])
+    invite.accepted_at = timezone.now()
+    invite.save(update_fields=["accepted_at"])
+    return membership
+
+
+def _owner_count_locked(organization: Organization) -> int:
+    # The organization's row is the lock every change of its owners takes first, so two owners
+    # demoting or removing each other at once cannot both see "another owner is left".
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()
+    return Membership.objects.filter(organization=organization, role=Membership.Role.OWNER).count()
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    """Remove a member (or oneself: leaving). Raises ``LastOwner`` for the only owner.
+
+    Access and automatic assignment both go through memberships (``accounts.selectors``,
+    ``processing.suspects.member_for_email``), so both end with the row; ``member_removed`` lets
+    the apps holding per-member state (issue assignees) let go of the person too.
+    """
+    owners = _owner_count_locked(membership.organization)
+    membership = Membership.objects.filter(pk=membership.pk).first()
+    if membership is None:
+        return
+    if membership.role == Membership.Role.OWNER and owners <= 1:
+        raise LastOwner(membership.organization.name)
+    membership.delete()
+    member_removed.send(sender=Membership, organization=membership.organization, user=membership.user)
+
+
+@transaction.atomic
+def membership_role_set(*, membership: Membership, role: str) -> Membership:
+    """Make a member an owner or an owner a member. Raises ``LastOwner`` when demoting the only owner."""
+    if role not in Membership.Role.values:
+        raise ValueError(f"unknown role {role!r}")
+    owners = _owner_count_locked(membership.organization)
+    membership.refresh_from_db()
+    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER and owners <= 1:
+        raise LastOwner(membership.organization.name)
+    if membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
     return membership
 
 

@@ -1,10 +1,23 @@
 """Proving that a person reads a mailbox: signed links mailed to an address, and what they verify.
 
+"Verified" means one thing: the address's owner followed a link that was mailed to that address
+and that nobody else has seen. Three links qualify:
+
+- the verification link of an account's own address (``user_email_verify``);
+- the confirmation link of a commit-email alias (``dashboards.aliases``);
+- an invite link, for the address it was mailed to only (``accounts.services.invite_accept``):
+  the invite's token exists only in that mail (the database keeps its sha256, the inviter is
+  never shown the link), so opening it proves the mailbox as well as a verification link does.
+  Invites made while the inviter was also shown the link are marked ``verifies_email=False``.
+
+Accepting an invite while signed up (or signing up) with any other address proves nothing about
+that address. An operator provisioning an account (``opbeat_create_app``) also marks it verified.
+
 A token is ``django.core.signing`` over (kind, row id, address), so it needs no table, expires
 after ``TOKEN_MAX_AGE``, and is single use in effect: it verifies only the address it was made
 for, following it again changes nothing, and it dies with its row (a removed alias) or when the
-account's address is no longer the one it names. Used for a user's own address here and for the
-commit-email aliases of ``dashboards.aliases``.
+account's address is no longer the one it names. How often a link may be mailed is counted by
+``accounts.mail_limits``.
 
 Nothing here reads a request or checks who is asking: the link itself is the credential.
 """
@@ -17,16 +30,14 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from .mail_limits import verification_mail_limit_hit
 from .models import User
 
 TOKEN_MAX_AGE = timedelta(days=3)
-# One mail per user (or alias) per this long: "resend" must not turn us into a mail cannon.
-RESEND_INTERVAL = timedelta(minutes=1)
 _SALT = "opbeat.accounts.verification"
 
 
@@ -66,26 +77,23 @@ def user_verification_url(*, user: User) -> str:
 
 @transaction.atomic
 def user_verification_send(*, user: User) -> bool:
-    """Mail ``user`` a link to verify their address; False (nothing sent) when they are verified
-    already or a link left less than ``RESEND_INTERVAL`` ago."""
-    now = timezone.now()
-    # One conditional UPDATE: two clicks in two processes cannot both pass the check.
-    claimed = User.objects.filter(
-        Q(email_verification_sent_at__isnull=True) | Q(email_verification_sent_at__lte=now - RESEND_INTERVAL),
-        pk=user.pk,
-        email_verified_at__isnull=True,
-    ).update(email_verification_sent_at=now)
-    if not claimed:
+    """Mail ``user`` a link to verify their address; False (nothing sent) when it is verified
+    already. Raises ``MailLimited`` (nothing sent) over the limits of ``accounts.mail_limits``."""
+    # From the database, not the (possibly older) object: another tab may have verified it.
+    if user.email_verified_at is not None or User.objects.filter(pk=user.pk, email_verified_at__isnull=False).exists():
         return False
-    user.email_verification_sent_at = now
+    verification_mail_limit_hit(email=user.email.lower(), account_id=user.pk, alias=False)
+    # A record of when the last link left; the limit itself is counted in the cache.
+    user.email_verification_sent_at = timezone.now()
+    User.objects.filter(pk=user.pk).update(email_verification_sent_at=user.email_verification_sent_at)
     verification_mail_send(email=user.email, url=user_verification_url(user=user), account=user, alias=False)
     return True
 
 
 @transaction.atomic
 def user_email_mark_verified(*, user: User) -> User:
-    """The user's current address is theirs (they followed our link, accepted an invite mailed
-    to it, or an operator created them)."""
+    """The user's current address is theirs: they followed a link only that mailbox received,
+    or an operator created them (see the module docstring)."""
     if user.email_verified_at is None:
         user.email_verified_at = timezone.now()
         User.objects.filter(pk=user.pk, email_verified_at__isnull=True).update(email_verified_at=user.email_verified_at)

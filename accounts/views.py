@@ -1,8 +1,11 @@
-"""The accounts pages: sign-up, home, organizations, invites, apps and their settings.
+"""The accounts pages: sign-up, home, organizations, members, invites, apps and their settings.
 
 Thin views: they resolve what the URL names through ``accounts.selectors`` (another
-organization's object is a 404), check the role, validate a form and call ``accounts.services``.
-They never query across tenants themselves.
+organization's object is a 404, whatever the method), check the role (a member doing an owner's
+action is a 403), validate a form and call ``accounts.services``; results are flash messages.
+They never query across tenants themselves. Destructive actions (removing a member, leaving,
+changing a role, revoking an invite) show a confirmation page on GET and act only on POST: a
+plain form, no JavaScript ``confirm()``.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from django.contrib import messages
 from django.contrib.auth import login, views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
@@ -22,7 +27,8 @@ from opbeat_server.client_ip import client_ip
 
 from . import login_limits, selectors, services, verification
 from .forms import AppForm, EmailAuthenticationForm, InviteForm, OrganizationForm, SignupForm
-from .models import App, Membership, Organization, User
+from .mail_limits import MailLimited
+from .models import App, Invite, Membership, Organization, User
 from .snippets import app_setup_snippets
 
 # The Django backend name login() needs when a user was not returned by authenticate().
@@ -98,6 +104,32 @@ def _require_owner(user: User, organization: Organization) -> Membership:
     return membership
 
 
+def _verification_send_quietly(user: User) -> None:
+    try:
+        verification.user_verification_send(user=user)
+    except MailLimited:
+        # Only if mail to this address was limited already; the banner offers another link later.
+        pass
+
+
+def _confirm(
+    request: HttpRequest, *, question: str, detail: str, button: str, cancel: str, fields: dict | None = None
+) -> HttpResponse:
+    """The page a destructive action shows on GET: the question, [button] and Cancel."""
+    return render(
+        request,
+        "accounts/confirm.html",
+        {
+            "question": question,
+            "detail": detail,
+            "button": button,
+            "action": request.path,
+            "cancel": cancel,
+            "fields": (fields or {}).items(),
+        },
+    )
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
@@ -109,7 +141,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             password=form.cleaned_data["password"],
             organization_name=form.cleaned_data["organization_name"],
         )
-        verification.user_verification_send(user=user)
+        _verification_send_quietly(user)
         login(request, user, backend=_BACKEND)
         messages.success(
             request,
@@ -143,19 +175,17 @@ def org_create(request: HttpRequest) -> HttpResponse:
 def _org_page(request: HttpRequest, organization: Organization, invite_form: InviteForm | None = None) -> HttpResponse:
     membership = selectors.membership_for_member(request.user, organization)
     is_owner = membership.role == Membership.Role.OWNER
-    invites = []
-    if is_owner:
-        # Only owners see the pending links: a link is enough to join.
-        invites = [(invite, services.invite_url(invite=invite)) for invite in selectors.invites_pending(organization)]
     return render(
         request,
         "accounts/org_detail.html",
         {
             "organization": organization,
             "is_owner": is_owner,
+            "my_membership": membership,
             "apps": selectors.apps_of_organization(organization),
             "memberships": selectors.memberships_of_organization(organization),
-            "invites": invites,
+            # Only owners see who is invited; nobody sees the links (they are in the mails only).
+            "invites": selectors.invites_pending(organization) if is_owner else [],
             "invite_form": invite_form or InviteForm(organization=organization),
         },
     )
@@ -171,6 +201,7 @@ def org_detail(request: HttpRequest, org_id: str) -> HttpResponse:
 
 @login_required
 def invite_create(request: HttpRequest, org_id: str) -> HttpResponse:
+    """Invite an address, or mail a pending invite again (the "Resend" button posts here too)."""
     organization = selectors.organization_for_member(request.user, org_id)
     if not_allowed := _method_not_allowed(request, "POST"):
         return not_allowed
@@ -178,47 +209,200 @@ def invite_create(request: HttpRequest, org_id: str) -> HttpResponse:
     form = InviteForm(request.POST, organization=organization)
     if not form.is_valid():
         return _org_page(request, organization, invite_form=form)
-    invite = services.invite_create(organization=organization, email=form.cleaned_data["email"], invited_by=request.user)
+    email = form.cleaned_data["email"]
+    try:
+        invite = services.invite_create(organization=organization, email=email, invited_by=request.user)
+    except MailLimited as limited:
+        messages.error(
+            request,
+            f"No invite was sent: {email} (or {organization.name}) got as many invite mails as we send "
+            f"for now. You can try again in {limited.wait_text()}.",
+        )
+        return redirect(organization)
     messages.success(
         request,
-        f"Invite sent to {invite.email}. If mail does not reach them, send them this link: "
-        f"{services.invite_url(invite=invite)}",
+        f"Invite sent to {invite.email}; the link in it works for {services.INVITE_MAX_AGE.days} days. "
+        f"If it does not arrive, send it again from the list of pending invites.",
     )
     return redirect(organization)
 
 
+@login_required
+def invite_revoke(request: HttpRequest, org_id: str, invite_id: int) -> HttpResponse:
+    organization = selectors.organization_for_member(request.user, org_id)
+    invite = selectors.invite_of_organization(organization, invite_id)
+    if not_allowed := _method_not_allowed(request, "GET", "HEAD", "POST"):
+        return not_allowed
+    _require_owner(request.user, organization)
+    if request.method == "POST":
+        services.invite_revoke(invite=invite)
+        messages.success(
+            request, f"The invite of {invite.email} to {organization.name} was revoked: its link no longer works."
+        )
+        return redirect(organization)
+    return _confirm(
+        request,
+        question=f"Revoke the invite of {invite.email} to {organization.name}?",
+        detail="The link mailed to them stops working. You can invite them again later.",
+        button="Revoke invite",
+        cancel=organization.get_absolute_url(),
+    )
+
+
+@login_required
+def member_remove(request: HttpRequest, org_id: str, membership_id: int) -> HttpResponse:
+    organization = selectors.organization_for_member(request.user, org_id)
+    target = selectors.membership_of_organization(organization, membership_id)
+    if not_allowed := _method_not_allowed(request, "GET", "HEAD", "POST"):
+        return not_allowed
+    if target.user_id == request.user.pk:
+        return redirect("org_leave", org_id=organization.public_id)
+    _require_owner(request.user, organization)
+    email = target.user.email
+    if request.method == "POST":
+        try:
+            services.membership_remove(membership=target)
+        except services.LastOwner:
+            messages.error(request, f"{email} is the last owner of {organization.name} and cannot be removed.")
+        else:
+            messages.success(request, f"{email} was removed from {organization.name}.")
+        return redirect(organization)
+    return _confirm(
+        request,
+        question=f"Remove {email} from {organization.name}?",
+        detail="They lose access to its apps at once, and new issues are no longer assigned to them.",
+        button="Remove",
+        cancel=organization.get_absolute_url(),
+    )
+
+
+@login_required
+def member_role(request: HttpRequest, org_id: str, membership_id: int) -> HttpResponse:
+    """GET ?role=owner|member asks, POST role=owner|member changes it."""
+    organization = selectors.organization_for_member(request.user, org_id)
+    target = selectors.membership_of_organization(organization, membership_id)
+    if not_allowed := _method_not_allowed(request, "GET", "HEAD", "POST"):
+        return not_allowed
+    _require_owner(request.user, organization)
+    role = (request.POST if request.method == "POST" else request.GET).get("role", "")
+    if role not in Membership.Role.values:
+        return HttpResponse("Unknown role.", status=400, content_type="text/plain")
+    email, label = target.user.email, Membership.Role(role).label.lower()
+    if request.method == "POST":
+        try:
+            services.membership_role_set(membership=target, role=role)
+        except services.LastOwner:
+            messages.error(
+                request, f"{email} is the last owner of {organization.name}: make someone else an owner first."
+            )
+        else:
+            messages.success(
+                request,
+                f"{email} is now {'an' if role == Membership.Role.OWNER else 'a'} {label} of {organization.name}.",
+            )
+        return redirect(organization)
+    if role == Membership.Role.OWNER:
+        detail = "Owners invite and remove members, change roles, and manage apps and their tokens."
+    else:
+        detail = "Members see the organization's apps and issues but cannot invite, remove or change roles."
+    return _confirm(
+        request,
+        question=f"Make {email} {'an' if role == Membership.Role.OWNER else 'a'} {label} of {organization.name}?",
+        detail=detail,
+        button=f"Make {label}",
+        cancel=organization.get_absolute_url(),
+        fields={"role": role},
+    )
+
+
+@login_required
+def org_leave(request: HttpRequest, org_id: str) -> HttpResponse:
+    organization = selectors.organization_for_member(request.user, org_id)
+    if not_allowed := _method_not_allowed(request, "GET", "HEAD", "POST"):
+        return not_allowed
+    membership = selectors.membership_for_member(request.user, organization)
+    if request.method == "POST":
+        try:
+            services.membership_remove(membership=membership)
+        except services.LastOwner:
+            messages.error(
+                request,
+                f"You are the last owner of {organization.name}: make another member an owner before you leave.",
+            )
+            return redirect(organization)
+        messages.success(request, f"You left {organization.name}.")
+        return redirect("home")
+    return _confirm(
+        request,
+        question=f"Leave {organization.name}?",
+        detail="You lose access to its apps and issues; an owner would have to invite you again.",
+        button="Leave",
+        cancel=organization.get_absolute_url(),
+    )
+
+
+def _invite_unusable(request: HttpRequest, invite: Invite | None) -> HttpResponse:
+    """A clear page for a link that joins nothing: unknown (404), or used, revoked, expired (410)."""
+    state = invite.state() if invite is not None else "unknown"
+    return render(
+        request,
+        "accounts/invite_unusable.html",
+        {"invite": invite, "state": state, "organization": invite.organization if invite else None},
+        status=404 if invite is None else 410,
+    )
+
+
 @require_http_methods(["GET", "POST"])
 def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
-    invite = selectors.invite_pending_for_token(token)
+    try:
+        invite = selectors.invite_for_token(token)
+    except Http404:
+        return _invite_unusable(request, None)
+    if invite.state() != Invite.State.PENDING:
+        return _invite_unusable(request, invite)
     organization = invite.organization
+    action = reverse("invite_accept", kwargs={"token": token})
     if request.user.is_authenticated:
         if request.method == "POST":
-            services.invite_accept(invite=invite, user=request.user)
+            try:
+                services.invite_accept(invite=invite, user=request.user)
+            except services.InviteNotUsable:
+                return _invite_unusable(request, invite)
             messages.success(request, f"You joined {organization.name}.")
             return redirect(organization)
         already_member = Membership.objects.filter(organization=organization, user=request.user).exists()
         return render(
             request,
             "accounts/invite_accept.html",
-            {"invite": invite, "organization": organization, "already_member": already_member},
+            {"invite": invite, "organization": organization, "already_member": already_member, "action": action},
         )
 
     form = SignupForm(request.POST or None, with_organization=False, initial={"email": invite.email})
     if request.method == "POST" and form.is_valid():
-        user, _ = services.user_signup(
-            email=form.cleaned_data["email"],
-            password=form.cleaned_data["password"],
-            organization_name=None,
-        )
-        # Signing up with the address the invite was mailed to verifies it (services.invite_accept);
-        # any other address gets its own link.
-        services.invite_accept(invite=invite, user=user)
-        if user.email != invite.email:
-            verification.user_verification_send(user=user)
+        try:
+            # One transaction: an invite used up meanwhile leaves no account behind.
+            with transaction.atomic():
+                user, _ = services.user_signup(
+                    email=form.cleaned_data["email"],
+                    password=form.cleaned_data["password"],
+                    organization_name=None,
+                )
+                # Signing up with the address the invite was mailed to verifies it
+                # (services.invite_accept); any other address gets its own link.
+                services.invite_accept(invite=invite, user=user)
+        except services.InviteNotUsable:
+            return _invite_unusable(request, invite)
+        user.refresh_from_db()
+        if user.email_verified_at is None:
+            _verification_send_quietly(user)
         login(request, user, backend=_BACKEND)
         messages.success(request, f"Welcome! You joined {organization.name}.")
         return redirect(organization)
-    return render(request, "accounts/invite_accept.html", {"invite": invite, "organization": organization, "form": form})
+    return render(
+        request,
+        "accounts/invite_accept.html",
+        {"invite": invite, "organization": organization, "form": form, "action": action},
+    )
 
 
 @login_required
@@ -296,14 +480,22 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
 @login_required
 @require_http_methods(["POST"])
 def verify_email_resend(request: HttpRequest) -> HttpResponse:
-    if request.user.email_verified_at is not None:
-        messages.info(request, f"{request.user.email} is verified already.")
-    elif verification.user_verification_send(user=request.user):
-        messages.success(request, f"We sent a new link to {request.user.email}.")
+    try:
+        sent = verification.user_verification_send(user=request.user)
+    except MailLimited as limited:
+        messages.warning(
+            request,
+            f"We cannot send another link yet: check your mail for the last one, or try again in {limited.wait_text()}.",
+        )
     else:
-        messages.warning(request, "A link left less than a minute ago: check your mail, or try again in a minute.")
+        if sent:
+            messages.success(request, f"We sent a new link to {request.user.email}.")
+        else:
+            messages.info(request, f"{request.user.email} is verified already.")
     next_url = request.POST.get("next", "")
-    safe = url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    safe = url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
     if not safe:
         next_url = "home"
     return redirect(next_url)

@@ -20,8 +20,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from accounts.mail_limits import MailLimited, verification_mail_limit_hit
 from accounts.models import User
-from accounts.verification import RESEND_INTERVAL, email_token_make, email_token_read, verification_mail_send
+from accounts.verification import email_token_make, email_token_read, verification_mail_send
 from processing.models import EmailAlias
 
 _KIND = "alias"
@@ -39,7 +40,7 @@ def alias_verification_url(*, alias: EmailAlias) -> str:
 @transaction.atomic
 def alias_add(*, user: User, email: str) -> EmailAlias:
     """A pending alias of ``user`` with a link mailed to ``email``. Adding one's own pending
-    address again re-sends the link (at most once a minute)."""
+    address again re-sends the link, within the limits of ``accounts.mail_limits``."""
     email = email.strip().lower()
     try:
         forms.EmailField(max_length=EmailAlias._meta.get_field("email").max_length).clean(email)
@@ -50,17 +51,23 @@ def alias_add(*, user: User, email: str) -> EmailAlias:
     existing = EmailAlias.objects.select_for_update().filter(email=email).first()
     if existing is not None and existing.verified_at is not None:
         raise AliasRefused("That address is already someone's.")
-    now = timezone.now()
+    # Counted before anything changes: a refused mail leaves someone else's pending claim (and
+    # the link already mailed for it) alone.
+    try:
+        verification_mail_limit_hit(email=email, account_id=user.pk, alias=True)
+    except MailLimited as limited:
+        raise AliasRefused(
+            f"A link went to {email} a moment ago, or too many links went out today: "
+            f"you can ask for another in {limited.wait_text()}."
+        ) from None
     if existing is not None and existing.user_id == user.pk:
-        if existing.verification_sent_at and existing.verification_sent_at > now - RESEND_INTERVAL:
-            return existing
         alias = existing
     else:
         if existing is not None:
             # Someone else's unconfirmed claim: it proved nothing, so it does not block this one.
             existing.delete()
         alias = EmailAlias.objects.create(user=user, email=email)
-    alias.verification_sent_at = now
+    alias.verification_sent_at = timezone.now()
     alias.save(update_fields=["verification_sent_at"])
     verification_mail_send(email=email, url=alias_verification_url(alias=alias), account=user, alias=True)
     return alias

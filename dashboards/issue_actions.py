@@ -43,6 +43,21 @@ def issue_assign(*, issue: Issue, assignee: User | None) -> IssueFollowup:
     return followup
 
 
+@transaction.atomic
+def issues_unassign_member(*, organization_id: int, user_id: int) -> int:
+    """Unassign a person who is no longer a member from the organization's issues: an assigned
+    issue alerts only its assignee, and alerts go only to members, so it would alert nobody."""
+    return IssueFollowup.objects.filter(
+        issue__app__organization_id=organization_id,
+        assignee_id=user_id,
+    ).update(assignee=None)
+
+
+def on_member_removed(sender, *, organization, user, **kwargs) -> None:
+    """Receiver of ``accounts.signals.member_removed`` (connected in ``DashboardsConfig.ready``)."""
+    issues_unassign_member(organization_id=organization.pk, user_id=user.pk)
+
+
 def issue_release_resolution_clear(*, issue: Issue) -> None:
     """A plain resolve, ignore or reopen forgets the release an issue was resolved in."""
     IssueFollowup.objects.filter(issue=issue).update(resolved_in_release=None)

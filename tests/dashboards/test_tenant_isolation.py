@@ -16,7 +16,9 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RoutePattern
 
+from accounts.models import Invite, Membership
 from processing.models import Issue
+from tests.accounts.conftest import invite_make
 from tests.dashboards.rows import event_create, issue_create
 from tests.factories import org_app_create
 
@@ -75,7 +77,7 @@ def path_fill(route: Route, values: dict) -> str:
 @pytest.fixture
 def tenants(db, client):
     member, own_org, own_app = org_app_create()
-    _stranger, other_org, other_app = org_app_create()
+    stranger, other_org, other_app = org_app_create()
     own_issue = issue_create(app=own_app)
     other_issue = issue_create(app=other_app, title=SECRET_TITLE)
     own = {
@@ -85,6 +87,8 @@ def tenants(db, client):
         "event_id": event_create(issue=own_issue).event_id,
         "transaction_id": transaction_name_create(app=own_app).id,
         "release_id": release_create(app=own_app).id,
+        "membership_id": Membership.objects.get(organization=own_org, user=member).id,
+        "invite_id": invite_make(own_org, "own@example.com", invited_by=member)[0].id,
     }
     other = {
         "org_id": other_org.public_id,
@@ -93,6 +97,8 @@ def tenants(db, client):
         "event_id": event_create(issue=other_issue).event_id,
         "transaction_id": transaction_name_create(app=other_app, name=SECRET_TITLE).id,
         "release_id": release_create(app=other_app, version=SECRET_TITLE).id,
+        "membership_id": Membership.objects.get(organization=other_org, user=stranger).id,
+        "invite_id": invite_make(other_org, "other@example.com", invited_by=stranger)[0].id,
     }
     client.force_login(member)
     return client, own, other, other_issue
@@ -162,3 +168,5 @@ def test_other_organizations_ids_are_404_for_get_and_post(tenants):
     # Nothing was changed through a foreign URL.
     other_issue.refresh_from_db()
     assert other_issue.status == Issue.Status.UNRESOLVED
+    assert Membership.objects.filter(id=other["membership_id"], role=Membership.Role.OWNER).exists()
+    assert Invite.objects.filter(id=other["invite_id"], revoked_at__isnull=True).exists()
