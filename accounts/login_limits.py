@@ -1,4 +1,4 @@
-"""Limits on logins and password-reset mails: whether an attempt may go on, and until when not.
+"""Limits on logins, sign-ups and password-reset mails: whether an attempt may go on, and until when not.
 
 One rule for the login and password-reset views, on the fixed windows of ``accounts.throttle`` in
 the cache every web process shares (Redis in production). That is chosen over django-axes, which
@@ -87,3 +87,14 @@ def password_reset_admit(*, email: str, ip: str) -> bool:
     if throttle_hit(f"password-reset:address:{client_address_key(ip)}", _limit("password_reset_address")):
         return False
     return throttle_hit(f"password-reset:email:{email_normalize(email)}", _limit("password_reset_email")) == 0
+
+
+def signup_admit(*, ip: str) -> int:
+    """Count a sign-up attempt from this client address (it runs the hasher and mails a link).
+    0: go on; otherwise the seconds until another is allowed."""
+    return throttle_hit(f"signup:address:{client_address_key(ip)}", _limit("signup_address"))
+
+
+def signup_throttled_message(seconds: int) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"Too many sign-ups from your address. Try again in {minutes} minute{'s' if minutes != 1 else ''}."

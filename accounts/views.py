@@ -130,11 +130,20 @@ def _confirm(
     )
 
 
+def _signup_throttled(request: HttpRequest, template: str, context: dict, wait: int) -> HttpResponse:
+    messages.error(request, login_limits.signup_throttled_message(wait))
+    response = render(request, template, context, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("home")
     form = SignupForm(request.POST or None)
+    if request.method == "POST" and (wait := login_limits.signup_admit(ip=client_ip(request))):
+        return _signup_throttled(request, "accounts/signup.html", {"form": SignupForm()}, wait)
     if request.method == "POST" and form.is_valid():
         user, organization = services.user_signup(
             email=form.cleaned_data["email"],

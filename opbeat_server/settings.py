@@ -322,6 +322,8 @@ OPBEAT_AUTH_LIMITS = {
     # Password-reset mails to one address, and requests from one client address.
     "password_reset_email": (3, 60 * 60),
     "password_reset_address": (10, 60 * 60),
+    # New accounts from one address (each runs the hasher and mails a verification link).
+    "signup_address": (10, 60 * 60),
 }
 
 # HTTPS: when BASE_URL is https the production defaults below follow from it; each can be set.
