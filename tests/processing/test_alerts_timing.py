@@ -284,3 +284,17 @@ def test_a_message_and_a_spike_say_what_they_are(team, smtp):
     assert "New issue in web, a message: Payment gateway answered slowly" in new.body
     assert "Message: Payment gateway answered slowly" in new.body and "Exception:" not in new.body
     assert "Spike in web, a message: 3 events in the last 10 minutes (the threshold is 3)" in spike.body
+
+
+def test_the_alerts_page_saves_each_members_digest_choice(team, client):
+    client.force_login(team["bea"])
+    app = team["app"]
+    url = f"/orgs/{app.organization.public_id}/apps/{app.public_id}/alerts/"
+    page = client.get(url).content.decode()
+    assert "The app&#x27;s default (one email at most every 5 minutes)" in page and "Each alert at once" in page
+    assert client.post(url, {"section": "subscription", "mode": "all", "digest": "0"}).status_code == 302
+    assert AlertSubscription.objects.get(app=app, user=team["bea"]).digest_minutes == 0
+    assert '<option value="0" selected>Each alert at once</option>' in client.get(url).content.decode()
+    assert client.post(url, {"section": "subscription", "mode": "all", "digest": "7"}).status_code == 400
+    client.post(url, {"section": "subscription", "mode": "all", "digest": ""})
+    assert AlertSubscription.objects.get(app=app, user=team["bea"]).digest_minutes is None
