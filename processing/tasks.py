@@ -153,13 +153,12 @@ def _alerts_flush_schedule() -> None:
 
     from .alerts import alerts_due_next
 
-    due = alerts_due_next()
-    if due is None:
-        return
-    ahead = max((due - datetime.now(tz=timezone.utc)).total_seconds(), 0.0)
-    if not cache.add(f"alerts-flush-at:{due.timestamp():.6f}", 1, timeout=int(ahead) + 600):
-        return
     try:
-        alerts_flush.apply_async(eta=due)
-    except Exception:  # noqa: BLE001 - beat's flush every minute still sends the digest, at most a minute late
-        logger.exception("alerts: could not schedule the digest flush due at %s", due)
+        due = alerts_due_next()
+        if due is None:
+            return
+        ahead = max((due - datetime.now(tz=timezone.utc)).total_seconds(), 0.0)
+        if cache.add(f"alerts-flush-at:{due.timestamp():.6f}", 1, timeout=int(ahead) + 600):
+            alerts_flush.apply_async(eta=due)
+    except Exception:  # noqa: BLE001 - the alerts are stored; beat's flush every minute still sends the digest
+        logger.exception("alerts: could not schedule the next digest flush")
