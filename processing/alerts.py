@@ -153,7 +153,7 @@ def _slack_escape(text: str) -> str:
 
 
 def _what_happened(*, issue: Issue, what: AlertWhat) -> str:
-    noun = f"an {issue_noun(issue)}" if issue.exception_type else f"a {issue_noun(issue)}"
+    noun = "an exception" if issue_noun(issue) == "exception" else "a message"
     if what.kind == "new":
         return f"New issue in {issue.app.name}, {noun}: {issue.title}"
     if what.kind == "regression":
