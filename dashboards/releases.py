@@ -295,9 +295,19 @@ class AlertSettingsForm(forms.ModelForm):
             "spike_threshold": "Spike: events in an issue",
             "spike_window_minutes": "Spike: within minutes",
             "issue_window_minutes": "At most one alert per issue per minutes",
-            "digest_minutes": "New issues within minutes of an alert go into one digest",
+            "digest_minutes": "Default for members: new issues within minutes of an email go into one digest (0: at once)",
             "webhook_url": "Webhook URL (Slack-compatible JSON)",
         }
+
+
+# A member's choice for new issues: "" keeps the app's window, "0" is each alert at once.
+DIGEST_CHOICES = ("", "0", "5", "15", "30", "60")
+
+
+def _digest_choices(policy: AppAlertSettings) -> list[tuple[str, str]]:
+    labels = {"": f"The app's default (one email at most every {policy.digest_minutes} minutes)" if policy.digest_minutes
+              else "The app's default (each alert at once)", "0": "Each alert at once"}  # fmt: skip
+    return [(value, labels.get(value) or f"One email at most every {value} minutes") for value in DIGEST_CHOICES]
 
 
 @login_required
@@ -312,6 +322,8 @@ def alert_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpRespon
     policy = AppAlertSettings.objects.filter(app=app).first() or AppAlertSettings(app=app)
     subscription = AlertSubscription.objects.filter(app=app, user=request.user).first()
     mode = subscription.mode if subscription else AlertSubscription.Mode.ALL
+    chosen = subscription.digest_minutes if subscription else None
+    digest = "" if chosen is None else str(chosen)
     form = AlertSettingsForm(instance=policy)
     error = ""
     if request.method == "POST":
@@ -327,7 +339,13 @@ def alert_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpRespon
             mode = request.POST.get("mode", "")
             if mode not in AlertSubscription.Mode.values:
                 return HttpResponse("Unknown mode.", status=400, content_type="text/plain")
-            AlertSubscription.objects.update_or_create(app=app, user=request.user, defaults={"mode": mode})
+            defaults: dict = {"mode": mode}
+            if "digest" in request.POST:
+                digest = request.POST["digest"]
+                if digest not in DIGEST_CHOICES:
+                    return HttpResponse("Unknown digest choice.", status=400, content_type="text/plain")
+                defaults["digest_minutes"] = int(digest) if digest else None
+            AlertSubscription.objects.update_or_create(app=app, user=request.user, defaults=defaults)
             return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
         elif section == "alias":
             try:
@@ -352,6 +370,8 @@ def alert_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpRespon
             "is_owner": is_owner,
             "mode": mode,
             "modes": AlertSubscription.Mode.choices,
+            "digest": digest,
+            "digest_choices": _digest_choices(policy),
             "aliases": EmailAlias.objects.filter(user=request.user).order_by("email"),
             "error": error,
         },

@@ -25,7 +25,8 @@ app.conf.task_default_delivery_mode = "persistent"
 app.conf.beat_schedule = {
     "events-prune": {"task": "processing.tasks.events_prune", "schedule": 3600.0},
     "rollups-prune": {"task": "processing.tasks.rollups_prune", "schedule": 3600.0},
-    # Alerts that waited for their recipient's digest window (processing.alerts).
+    # Digests whose due time has come (processing.alerts). The worker also schedules a flush at
+    # each digest's due time, so this is the backstop: a lost schedule costs at most a minute.
     "alerts-flush": {"task": "processing.tasks.alerts_flush", "schedule": 60.0},
 }
 app.autodiscover_tasks()

@@ -40,7 +40,7 @@ from accounts.models import App
 
 from . import grouping
 from .models import Event, Issue, IssueFollowup, IssueHourly, IssueUser
-from .releases import issues_regress_next_release
+from .releases import issues_regress_next_release, issues_regressed_release_record
 
 logger = logging.getLogger(__name__)
 
@@ -324,15 +324,20 @@ def _issues_upsert(rows: list[_Row], now: datetime) -> dict[tuple[int, str], int
             )
         plain = {issue_id: received for issue_id, received in regress.items() if issue_id not in by_release}
         if plain:
-            _issues_regress(plain, now)
+            reopened = _issues_regress(plain, now)
+            # The release each happened again in, for its regression alert and the releases pages.
+            issues_regressed_release_record(
+                releases={i: max(groups[regress_keys[i]], key=lambda row: row.received_at).release for i in reopened}
+            )
     return ids
 
 
-def _issues_regress(received: dict[int, datetime], now: datetime) -> None:
+def _issues_regress(received: dict[int, datetime], now: datetime) -> list[int]:
     """Reopen resolved issues that received an event after they were resolved, as regressed.
 
     Compared on the receive time (our clock), not the client's: an event accepted before the
-    issue was resolved and digested after it (a queue backlog) does not reopen it.
+    issue was resolved and digested after it (a queue backlog) does not reopen it. Returns the
+    ids reopened.
     """
     table = _table(Issue)
     items = sorted(received.items())
@@ -347,9 +352,11 @@ def _issues_regress(received: dict[int, datetime], now: datetime) -> None:
             FROM (VALUES {_values(len(items), 2)}) AS v
             WHERE {table}.id = v.column1 AND {table}.status = %s
               AND ({table}.resolved_at IS NULL OR {table}.resolved_at < v.column2)
+            RETURNING {table}.id
             """,
             params,
         )
+        return [issue_id for (issue_id,) in cursor.fetchall()]
 
 
 def _events_insert(rows: list[_Row], issue_ids: dict[tuple[int, str], int]) -> set[uuid.UUID]:

@@ -3,8 +3,11 @@ suspect commit and assignee, and a "new issue" alert; a regressed one a "regress
 busy one a "spike" alert. Run by ``processing.tasks.issues_followup`` for the issues a digest
 batch touched, outside the digest's transaction, so a slow SMTP server never holds up storing.
 
-At most one alert per issue per ``issue_window_minutes``; a new issue is claimed by creating its
-``IssueFollowup`` row (unique), so two workers never alert twice. A manual assignment
+Each regression alerts once, whatever the per-issue window: it follows a person's resolve (plain
+or "in the next release"), so it cannot flood, and it is the news a resolve asks for. Spikes are
+cut to one per issue per ``issue_window_minutes`` after the issue's last alert. A new issue is
+claimed by creating its ``IssueFollowup`` row (unique), and a regression by stamping the
+regression it alerted about, so two workers never alert twice. A manual assignment
 (``assigned_manually``) is never changed here.
 """
 
@@ -16,7 +19,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 
-from .alerts import issue_alert
+from .alerts import AlertWhat, issue_alert
 from .models import AppAlertSettings, Event, Issue, IssueFollowup, IssueHourly
 from .suspects import member_for_email, suspect_find
 
@@ -70,35 +73,47 @@ def issue_followup(
 ) -> str:
     """Follow up one issue, given its app's policy, its follow-up row (None for a new issue) and
     its events within the spike window; returns the alert sent ("new", "regression", "spike") or ""."""
-    kind = ""
+    what: AlertWhat | None = None
     if followup is None:
         followup = _followup_new(issue, auto_assign=policy.auto_assign)
         if followup is None:
             return ""
-        kind = "new" if policy.alert_new else ""
+        what = AlertWhat(kind="new") if policy.alert_new else None
     elif issue.is_regressed and issue.regressed_at and (
         followup.regression_alerted_at is None or followup.regression_alerted_at < issue.regressed_at
     ):
-        latest = Event.objects.filter(issue=issue).order_by("-timestamp", "-pk").values_list("release", flat=True).first()
-        updates = {"regression_alerted_at": now}
-        if not followup.regressed_release and latest:
-            updates["regressed_release"] = latest
-        IssueFollowup.objects.filter(pk=followup.pk).update(**updates)
-        for name, value in updates.items():
-            setattr(followup, name, value)
-        kind = "regression" if policy.alert_regression else ""
+        # Stamped with the regression's own time, not ``now``: a later regression has a later
+        # ``regressed_at`` and alerts again, this one never twice (the stamp is the claim).
+        claimed = IssueFollowup.objects.filter(pk=followup.pk, regression_alerted_at=followup.regression_alerted_at).update(
+            regression_alerted_at=issue.regressed_at
+        )
+        if not claimed:
+            return ""
+        release = followup.regressed_release
+        if not release:
+            # Regressed before the digest recorded the release: the newest event's is the best guess.
+            release = Event.objects.filter(issue=issue).order_by("-timestamp", "-pk").values_list("release", flat=True).first() or ""
+            if release:
+                IssueFollowup.objects.filter(pk=followup.pk).update(regressed_release=release)
+        if issue.status == Issue.Status.IGNORED or not policy.alert_regression:
+            return ""
+        IssueFollowup.objects.filter(pk=followup.pk).update(last_alert_at=now)
+        issue_alert(issue=issue, followup=followup, what=AlertWhat(kind="regression", release=release), now=now)
+        return "regression"
     elif policy.alert_spike and issue.status == Issue.Status.UNRESOLVED:
         window = timedelta(minutes=policy.spike_window_minutes)
         if recent >= policy.spike_threshold and (followup.spike_alerted_at is None or followup.spike_alerted_at < now - window):
             IssueFollowup.objects.filter(pk=followup.pk).update(spike_alerted_at=now)
-            kind = "spike"
-    if not kind or issue.status == Issue.Status.IGNORED:
+            what = AlertWhat(
+                kind="spike", count=recent, minutes=policy.spike_window_minutes, threshold=policy.spike_threshold
+            )
+    if what is None or issue.status == Issue.Status.IGNORED:
         return ""
     if followup.last_alert_at is not None and followup.last_alert_at > now - timedelta(minutes=policy.issue_window_minutes):
         return ""
     IssueFollowup.objects.filter(pk=followup.pk).update(last_alert_at=now)
-    issue_alert(issue=issue, followup=followup, kind=kind, now=now)
-    return kind
+    issue_alert(issue=issue, followup=followup, what=what, now=now)
+    return what.kind
 
 
 def issues_followup(*, issue_ids: list[int], now: datetime | None = None) -> dict[str, int]:

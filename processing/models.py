@@ -213,6 +213,9 @@ class AlertSubscription(models.Model):
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.ALL)
+    # The member's own digest window for this app's new issues: 0 is "each alert at once", empty
+    # is the app's ``AppAlertSettings.digest_minutes``.
+    digest_minutes = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "user"], name="alert_subscription_unique")]
@@ -231,13 +234,16 @@ class EmailAlias(models.Model):
 
 class AlertNotice(models.Model):
     """One alert for one recipient (an email address, or "webhook"). ``sent_at`` empty means it
-    waits for the next digest of that recipient."""
+    waits for the next digest of that recipient, which leaves at ``due_at`` at the latest."""
 
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
     issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16)
+    # What happened, as the mail's subject says it ("New exception", "Regression in release v3").
+    summary = models.CharField(max_length=300, blank=True, default="")
     recipient = models.CharField(max_length=254)
     created_at = models.DateTimeField()
+    due_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

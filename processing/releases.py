@@ -171,6 +171,16 @@ def issues_regress_next_release(*, events: dict[int, list[tuple[str, str]]], now
     return reopened
 
 
+def issues_regressed_release_record(*, releases: dict[int, str]) -> None:
+    """Record the release each reopened issue happened again in (issue id -> version, "" when
+    its event named none), replacing the one of an earlier regression."""
+    by_version: dict[str, list[int]] = {}
+    for issue_id, version in releases.items():
+        by_version.setdefault(version, []).append(issue_id)
+    for version, ids in sorted(by_version.items()):
+        IssueFollowup.objects.filter(issue_id__in=sorted(ids)).update(regressed_release=version)
+
+
 def latest_release(*, app: App, environment: str | None = None) -> Release | None:
     releases = Release.objects.filter(app=app)
     if environment is not None:

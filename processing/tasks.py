@@ -127,13 +127,38 @@ def issues_followup(issue_ids: list) -> dict:
     from .resilience import database_patiently
 
     ids = [i for i in issue_ids if isinstance(i, int) and not isinstance(i, bool)]
-    return database_patiently(lambda: followup(issue_ids=ids), what="issues_followup")
+    sent = database_patiently(lambda: followup(issue_ids=ids), what="issues_followup")
+    _alerts_flush_schedule()
+    return sent
 
 
-@app.task(name="processing.tasks.alerts_flush")
+@app.task(name="processing.tasks.alerts_flush", acks_late=True)
 def alerts_flush() -> int:
-    """Digest emails for the alerts that waited out their recipient's digest window."""
+    """Digest emails whose due time has come; then the flush for the next due time."""
     from .alerts import alerts_flush as flush
     from .resilience import database_patiently
 
-    return database_patiently(flush, what="alerts_flush")
+    sent = database_patiently(flush, what="alerts_flush")
+    _alerts_flush_schedule()
+    return sent
+
+
+def _alerts_flush_schedule() -> None:
+    """Run ``alerts_flush`` at the next digest's due time, so it leaves then and not up to a beat
+    period later. Each due time is scheduled once (a key in the shared cache): every follow-up of
+    a busy stretch asks, and a person's waiting notices share one due time."""
+    from datetime import datetime, timezone
+
+    from django.core.cache import cache
+
+    from .alerts import alerts_due_next
+
+    try:
+        due = alerts_due_next()
+        if due is None:
+            return
+        ahead = max((due - datetime.now(tz=timezone.utc)).total_seconds(), 0.0)
+        if cache.add(f"alerts-flush-at:{due.timestamp():.6f}", 1, timeout=int(ahead) + 600):
+            alerts_flush.apply_async(eta=due)
+    except Exception:  # noqa: BLE001 - the alerts are stored; beat's flush every minute still sends the digest
+        logger.exception("alerts: could not schedule the next digest flush")

@@ -16,6 +16,8 @@ class Received:
     sender: str
     recipients: list[str]
     message: Message
+    # When it arrived (time.time()), for tests that hold mail to a deadline.
+    at: float = field(default_factory=time.time)
 
     @property
     def subject(self) -> str:

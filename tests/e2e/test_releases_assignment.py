@@ -195,7 +195,7 @@ def test_the_author_of_the_failing_line_is_assigned_and_emailed(mail_stack: Prod
     assert out.returncode == 0, out.stdout + out.stderr
 
     [mail] = stack.wait_until(
-        lambda: [m for m in smtp.to(BEA) if "New issue" in m.subject],
+        lambda: [m for m in smtp.to(BEA) if "New exception" in m.subject],
         timeout=stack.DIGEST_TIMEOUT, what="the new-issue mail to Bea", on_timeout=running.logs,
     )  # fmt: skip
     assert smtp.to(AL) == []

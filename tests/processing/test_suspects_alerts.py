@@ -139,7 +139,7 @@ def test_the_line_a_later_commit_moved_is_assigned_to_who_changed_it(team, smtp)
     assert "Suspect commit: b2b2b2b 'Add discount codes'" in mail.body
     org, app = team["organization"].public_id, team["app"].public_id
     assert f"/orgs/{org}/apps/{app}/issues/{issue.pk}/" in mail.body
-    assert mail.subject.startswith("[web] New issue: ValueError")
+    assert mail.subject.startswith("[web] New exception: ValueError")
 
 
 def test_a_line_the_newest_commit_added_is_its_authors(team):
@@ -280,7 +280,7 @@ def test_regression_and_spike_alerts(team, smtp):
     Issue.objects.filter(pk=issue.pk).update(status=Issue.Status.RESOLVED, resolved_at=datetime.now(tz=timezone.utc))
     digest_followup(team["app"], crash("checkout", 47))
     kinds = [mail.subject.split("]")[1].split(":")[0].strip() for mail in smtp.to("bea@example.com")]
-    assert kinds == ["New issue", "Regression"]
+    assert kinds == ["New exception", "Regression in release v2"]
     digest_followup(team["app"], crash("checkout", 47))  # 3 events in the window: under the threshold
     assert len(smtp.to("bea@example.com")) == 2
     digest_followup(team["app"], crash("checkout", 47))
@@ -289,13 +289,16 @@ def test_regression_and_spike_alerts(team, smtp):
     assert len(smtp.to("bea@example.com")) == 3
 
 
-def test_at_most_one_alert_per_issue_per_window(team, smtp):
-    AppAlertSettings.objects.create(app=team["app"], issue_window_minutes=60)
+def test_at_most_one_alert_per_issue_per_window_but_every_regression(team, smtp):
+    AppAlertSettings.objects.create(app=team["app"], issue_window_minutes=60, spike_threshold=2)
     issue = digest_followup(team["app"], crash("checkout", 47))
+    digest_followup(team["app"], crash("checkout", 47))  # a spike within the hour of the first alert: no mail
+    assert len(smtp.to("bea@example.com")) == 1
+    # A regression follows someone's resolve, so it cannot flood: it is mailed within the hour too.
     Issue.objects.filter(pk=issue.pk).update(status=Issue.Status.RESOLVED, resolved_at=datetime.now(tz=timezone.utc))
     digest_followup(team["app"], crash("checkout", 47))
     assert Issue.objects.get(pk=issue.pk).is_regressed
-    assert len(smtp.to("bea@example.com")) == 1
+    assert [mail.subject.split(":")[0] for mail in smtp.to("bea@example.com")] == ["[web] New exception", "[web] Regression in release v2"]
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -323,7 +326,7 @@ def test_the_webhook_gets_slack_compatible_json(team, settings):
         server.shutdown()
         server.server_close()
     [body] = _Hook.bodies
-    assert body["text"].startswith("New issue in web: <http")
+    assert body["text"].startswith("New exception in web: <http")
     assert body["attachments"][0]["title"] == issue.title
     assert body["opbeat"]["kind"] == "new" and body["opbeat"]["issue_id"] == issue.pk
     assert any("b2b2b2b" in field["value"] for field in body["attachments"][0]["fields"])
