@@ -33,7 +33,7 @@ _LITERAL_RE = re.compile(
     r"""
     [$'0-9.+\-]
     (?:
-        (?<=')(?:[^']|'')*(?:'|\Z)                                          # 'text', 'it''s'
+        (?<=')(?:[^']|'')*(?P<close>'|\Z)                                   # 'text', 'it''s'
       | (?<=\d)(?<![\w$.]\d)\d*(?:\.\d*)?(?:[eE][-+]?\d+)?(?![\w$])         # 42, 1.5, 1e-5
       | (?<=\$)(?<![\w$]\$)(?P<tag>[A-Za-z_]\w*|)\$.*?(?:\$(?P=tag)\$|\Z)   # $$...$$, $tag$...$tag$
       | (?<=0)(?<![\w$.]0)(?:[xX][0-9A-Fa-f]+|[bB][01]+)(?![\w$])           # 0x1F, 0b0101
@@ -46,7 +46,7 @@ _LITERAL_RE = re.compile(
 # MySQL's "text" where a value goes (after = < > or LIKE); elsewhere "..." is a quoted identifier.
 _DOUBLE_QUOTED_RE = re.compile(r"""(?P<op>[=<>Ee](?<![^kK][Ee])[ \t]*)"(?:[^"]|"")*(?:"|\Z)""")
 # The same strings read with backslash escapes (MySQL, PostgreSQL's E'...'): 'it\'s'.
-_ESCAPED_RE = re.compile(r"""'(?:[^'\\]|\\.|'')*(?:'|\Z)""", re.DOTALL)
+_ESCAPED_RE = re.compile(r"""'(?:[^'\\]|\\.|'')*(?P<close>'|\Z)""", re.DOTALL)
 _ESCAPED_DOUBLE_QUOTED_RE = re.compile(r"""(?P<op>[=<>Ee](?<![^kK][Ee])[ \t]*)"(?:[^"\\]|\\.|"")*(?:"|\Z)""", re.DOTALL)
 _COMMENT_RE = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _IDENT = r'(?:"[^"]+"|`[^`]+`|\[[^\]]+\]|[\w$]+)(?:\.(?:"[^"]+"|`[^`]+`|\[[^\]]+\]|[\w$]+))*'
@@ -85,15 +85,31 @@ def _signature(stripped: str) -> str:
     return first
 
 
+def _standard_strip(sql: str) -> str:
+    sql = _LITERAL_RE.sub("?", sql)
+    return _DOUBLE_QUOTED_RE.sub(r"\g<op>?", sql) if '"' in sql else sql
+
+
+def _left_open(pattern: re.Pattern, sql: str) -> bool:
+    """A string that this reading opens runs to the end without its closing quote."""
+    return any(m.group("close") == "" for m in pattern.finditer(sql))
+
+
 def sql_strip(sql: str) -> str:
     """The statement with literal values replaced by ``?`` and cut at 10,000 characters."""
     sql = sql[:_MAX_SQL_CHARS]
     if "\\" not in sql:
-        sql = _LITERAL_RE.sub("?", sql)
-        return _DOUBLE_QUOTED_RE.sub(r"\g<op>?", sql) if '"' in sql else sql
+        return _standard_strip(sql)
     # A backslash: whether it escapes a quote depends on the dialect and its settings, which we
-    # do not know. Every character inside a literal under either reading is replaced, so neither
-    # 'C:\' (standard) nor 'it\'s' (MySQL) lets the text after it through.
+    # do not know. The reading under which every string is closed is the right one ('C:\' is
+    # standard, 'it\'s' is MySQL's); when that does not tell, every character inside a literal
+    # under either reading is replaced, so neither lets the text after it through.
+    standard_open = _left_open(_LITERAL_RE, sql)
+    escaped_open = _left_open(_ESCAPED_RE, sql)
+    if standard_open != escaped_open:
+        if standard_open:
+            return _standard_strip(_ESCAPED_DOUBLE_QUOTED_RE.sub(r"\g<op>?", _ESCAPED_RE.sub("?", sql)))
+        return _standard_strip(sql)
     spans = []
     for pattern in (_LITERAL_RE, _ESCAPED_RE, _DOUBLE_QUOTED_RE, _ESCAPED_DOUBLE_QUOTED_RE):
         for match in pattern.finditer(sql):
