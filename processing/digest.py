@@ -57,7 +57,7 @@ _EARLIEST = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
 
 # The agent's own rules (opbeat_agent.scrub), applied again here because other clients (the
 # original opbeat module, any protocol accepted later) scrub less or nothing.
-_SCRUBBER = scrubber_default()
+_SCRUBBER = scrubber_default(json_input=True)
 
 _LEVEL_MAX = 20
 _EXCEPTION_TYPE_MAX = 200

@@ -57,7 +57,7 @@ _EARLIEST = datetime(2000, 1, 1, tzinfo=dt_timezone.utc).timestamp()
 _CHUNK = 500
 # Spans keep SQL and URLs: the agent's rules strip literals and mask credentials again here, as
 # other clients may not have.
-_SCRUBBER = scrubber_default()
+_SCRUBBER = scrubber_default(json_input=True)
 
 
 @dataclass

@@ -16,7 +16,8 @@ What is masked (as ``********``, the original opbeat agent's mask, so events of 
 - cookies (a ``Cookie``/``Set-Cookie`` header, a cookies dict): every value, names kept;
 - inside any string: URL userinfo (``postgres://app:********@db``), ``Bearer``/``Basic``
   credentials, AWS access key ids, JWTs, PEM private keys, "password X" in a sentence, and
-  payment card numbers (13 to 19 digits, plain or grouped with spaces, dashes or dots, that pass
+  payment card numbers (13 to 19 digits, plain or grouped with spaces, dashes, dots or the plus
+  signs of a URL-encoded query, that pass
   the Luhn check and start like a card network's number);
 - a list or tuple of digits that together form such a card number;
 - a string holding JSON is parsed, scrubbed as a structure and written back.
@@ -77,6 +78,9 @@ _DESCRIPTIVE_WORDS = frozenset(
 _WHOLE_WORD_MAX = 4
 _MAX_DEPTH = 64
 _KEY_CACHE_MAX = 10_000
+_CLEAN_MAX = 4096
+_CONTAINERS = frozenset((dict, list, tuple, set, frozenset))
+_CLEAN_MAX_CHARS = 256
 # Strings longer than this are scrubbed on their first part only and the rest masked: a 1 MB body
 # must not cost the host app (or the worker) a second of regular expressions.
 _MAX_TEXT_CHARS = 100_000
@@ -86,7 +90,8 @@ _COOKIE_ATTRIBUTES = frozenset(
     "path domain expires max-age samesite secure httponly partitioned priority version comment".split()
 )
 
-# Credentials recognisable by their shape, whatever key they are under; one pass over the text.
+# Credentials recognisable by their shape, whatever key they are under; one pass over the text,
+# run only on a string that holds one of their markers (see Scrubber.text).
 _SHAPES_RE = re.compile(
     r"""
     (?P<pem>-----BEGIN[ ](?:[A-Z0-9]+[ ])*PRIVATE[ ]KEY-----(?:.*?-----END[ ](?:[A-Z0-9]+[ ])*PRIVATE[ ]KEY-----|.*))
@@ -97,13 +102,16 @@ _SHAPES_RE = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+# Starts with a literal, so the engine finds candidates by a fast scan: the gate for the AWS branch.
+_AWS_RE = re.compile(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|PKA|ROA)[A-Z0-9]{16}")
+_SHAPE_MARKERS_RE = re.compile("private key|eyj|bearer|basic|cookie")
 _USERINFO_RE = re.compile(
     r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^\s:/?#@'\"<>]*)(?::(?P<password>[^\s/?#@'\"<>]*))?@"
 )
 # key=value, key: value, key='value', "key": "value" (and \"key\": \"value\" inside a repr of JSON).
 _PAIR_RE = re.compile(
     r"""
-    (?<![\w.\-])(?P<key>[A-Za-z_][\w.\-]*)(?:\\?["'])?
+    (?P<key>[A-Za-z_](?<![\w.\-][A-Za-z_])[\w.\-]*)(?:\\?["'])?
     [ \t]*(?:=(?!=)|:(?![/:]))[ \t]*
     (?P<value>
         \\"(?:[^\\]|\\(?!"))*(?:\\")?
@@ -132,14 +140,15 @@ _PHRASE_ORDINARY = frozenset(
 )
 _CARD_RE = re.compile(
     r"""
-    (?<![\w.\-])
-    (?:\d{13,19}
-      | \d{4}(?P<s1>[ .\-])\d{4}(?P=s1)\d{4}(?P=s1)\d{1,4}(?:(?P=s1)\d{3})?
-      | \d{4}(?P<s2>[ .\-])\d{6}(?P=s2)\d{4,5})
-    (?!\w|[.\-]\d)
+    \d(?<![\w.\-+]\d)
+    (?:\d{12,18}
+      | \d{3}(?P<s1>[ .\-+])\d{4}(?P=s1)\d{4}(?P=s1)\d{1,4}(?:(?P=s1)\d{3})?
+      | \d{3}(?P<s2>[ .\-+])\d{6}(?P=s2)\d{4,5})
+    (?!\w|[.\-+]\d)
     """,
     re.VERBOSE,
 )
+_FOUR_DIGITS_RE = re.compile(r"\d\d\d\d")
 _URL_START_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
 
 
@@ -188,10 +197,15 @@ def cookie_mask(header: str) -> str:
 class Scrubber:
     """``Scrubber(keys=DEFAULT_KEYS)``; ``keys`` extend or replace the defaults (the agent's
     ``scrub_keys`` option). ``card_numbers=False`` leaves digits alone; ``enabled=False`` makes
-    every method return its input."""
+    every method return its input; ``json_input=True`` promises that every structure handed in
+    is decoded JSON that the caller owns (the worker's input), which is then scrubbed in place
+    without tracking cycles."""
 
-    def __init__(self, *, keys: Iterable[str], card_numbers: bool = True, enabled: bool = True) -> None:
+    def __init__(
+        self, *, keys: Iterable[str], card_numbers: bool = True, enabled: bool = True, json_input: bool = False
+    ) -> None:
         self.enabled = enabled
+        self.json_input = json_input
         self.card_numbers = card_numbers
         self._substrings: list = []
         self._words: set = set()
@@ -205,10 +219,17 @@ class Scrubber:
                 self._words.add(joined)
             elif joined not in self._substrings:
                 self._substrings.append(joined)
-        # A string can hold a sensitive key only if it holds the key's first three letters; this
-        # search is the cheap test that lets most strings skip the pair expression.
-        fragments = sorted({s[:3] for s in self._substrings} | {w[:3] for w in self._words})
-        self._fragments_re = re.compile("|".join(map(re.escape, fragments)), re.IGNORECASE) if fragments else None
+        # A string can hold a sensitive key only if, lower-cased and without separators, it holds
+        # the key's name: these substring tests are the cheap gate that lets most strings skip the
+        # pair and phrase expressions (bench/digest).
+        names = sorted(set(self._substrings) | self._words)
+        self._names_re = re.compile("|".join(map(re.escape, names))) if names else None
+        # Strings seen to hold nothing to mask, so that the next event's copy of them (the same
+        # reprs, headers and messages come again and again) costs one set lookup. Only clean
+        # strings are kept, never a secret; cleared when full.
+        self._clean: set = set()
+        # The same for URLs and query strings, whose rules differ (a query is decoded first).
+        self._clean_queries: set = set()
         self._key_cache: dict = {}
 
     # --- keys -------------------------------------------------------------------------------------
@@ -258,6 +279,20 @@ class Scrubber:
         """``value`` with every secret the rules recognise in a string masked."""
         if not self.enabled or not isinstance(value, str) or len(value) < 4:
             return value
+        if value in self._clean:
+            return value
+        return self._remember(self._text(value), value, self._clean)
+
+    @staticmethod
+    def _remember(scrubbed: str, value: str, clean: set) -> str:
+        """``scrubbed``; ``value`` is kept as known clean when scrubbing did not change it."""
+        if scrubbed == value and len(value) <= _CLEAN_MAX_CHARS:
+            if len(clean) >= _CLEAN_MAX:
+                clean.clear()
+            clean.add(value)
+        return scrubbed
+
+    def _text(self, value: str) -> str:
         if len(value) > _MAX_TEXT_CHARS:
             value = value[:_MAX_TEXT_CHARS] + MASK
         first = value[0]
@@ -265,14 +300,21 @@ class Scrubber:
             parsed = self._json(value)
             if parsed is not None:
                 return parsed
-        value = _SHAPES_RE.sub(self._shape_mask, value)
+        low = value.lower()
+        if _SHAPE_MARKERS_RE.search(low) or ("A" in value and _AWS_RE.search(value)):
+            value = _SHAPES_RE.sub(self._shape_mask, value)
         if "@" in value and "://" in value:
             value = _USERINFO_RE.sub(self._userinfo_mask, value)
-        if self._fragments_re is not None and self._fragments_re.search(value):
-            if "=" in value or ":" in value:
-                value = _PAIR_RE.sub(self._pair_mask, value)
-            value = _PHRASE_RE.sub(self._phrase_mask, value)
-        if self.card_numbers and len(value) >= 13:
+        if self._names_re is not None:
+            squeezed = low
+            for separator in "_-. ":
+                if separator in squeezed:
+                    squeezed = squeezed.replace(separator, "")
+            if self._names_re.search(squeezed):
+                if "=" in value or ":" in value:
+                    value = _PAIR_RE.sub(self._pair_mask, value)
+                value = _PHRASE_RE.sub(self._phrase_mask, value)
+        if self.card_numbers and len(value) >= 13 and _FOUR_DIGITS_RE.search(value):
             value = _CARD_RE.sub(self._card_mask, value)
         return value
 
@@ -356,55 +398,110 @@ class Scrubber:
         of arbitrary locals that are about to become a repr."""
         if not self.enabled:
             return value
+        kind = type(value)
+        if kind is str:
+            return self.text(value)
+        if kind not in _CONTAINERS:
+            return value
+        if self.json_input and max_items is None:
+            return self._json_walk(value, 0)
         budget = [max_items * 100] if max_items else None
         return self._walk(value, 0, max_items, budget, set())
+
+    def _json_walk(self, value: Any, depth: int) -> Any:
+        """``_walk`` for decoded JSON, the worker's hot path: no cycles to track, containers are
+        the caller's own and changed in place (no copy), and the two caches are read inline."""
+        if depth >= _MAX_DEPTH:
+            return MASK
+        clean, keys = self._clean, self._key_cache
+        if type(value) is dict:
+            for key, item in value.items():
+                sensitive = keys.get(key)
+                if sensitive is None:
+                    sensitive = self.key_is_sensitive(key)
+                if sensitive:
+                    value[key] = self.masked(key, item)
+                elif type(item) is str:
+                    if len(item) >= 4 and item not in clean:
+                        value[key] = self.text(item)
+                elif type(item) is dict or type(item) is list:
+                    scrubbed = self._json_walk(item, depth + 1)
+                    if scrubbed is not item:
+                        value[key] = scrubbed
+            return value
+        if type(value) is not list:
+            return self._walk(value, depth, None, None, set())
+        if self.digits_are_card(value):
+            return MASK
+        for index, item in enumerate(value):
+            if type(item) is str:
+                if len(item) >= 4 and item not in clean:
+                    value[index] = self.text(item)
+            elif type(item) is list and len(item) == 2 and type(item[0]) is str and self.key_is_sensitive(item[0]):
+                item[1] = self.masked(item[0], item[1])
+            elif type(item) is dict or type(item) is list:
+                scrubbed = self._json_walk(item, depth + 1)
+                if scrubbed is not item:
+                    value[index] = scrubbed
+        return value
 
     def _walk(self, value: Any, depth: int, max_items: Optional[int], budget: Optional[list], active: set) -> Any:
         kind = type(value)
         if kind is str:
             return self.text(value)
-        if kind not in (dict, list, tuple, set, frozenset):
+        if kind not in _CONTAINERS:
             return value
-        if depth >= _MAX_DEPTH or id(value) in active:
+        if depth >= _MAX_DEPTH:
             return MASK
         if budget is not None:
             budget[0] -= 1
             if budget[0] < 0:
                 return "..."
+        if id(value) in active:
+            return MASK  # a cycle: the object is already being walked above
         active.add(id(value))
-        try:
-            if kind is dict:
-                out = {}
-                for index, (key, item) in enumerate(value.items()):
-                    if max_items is not None and index >= max_items:
-                        out["..."] = f"{len(value) - max_items} more"
-                        break
-                    if self.key_is_sensitive(key):
-                        out[key] = self.masked(key, item)
-                    else:
-                        out[key] = self._walk(item, depth + 1, max_items, budget, active)
-                return out
+        if kind is dict:
+            out: Any = {}
+            for index, (key, item) in enumerate(value.items()):
+                if max_items is not None and index >= max_items:
+                    out["..."] = f"{len(value) - max_items} more"
+                    break
+                if self.key_is_sensitive(key):
+                    out[key] = self.masked(key, item)
+                elif type(item) is str:
+                    out[key] = self.text(item)  # the common leaf, without a call to _walk
+                elif type(item) in _CONTAINERS:
+                    out[key] = self._walk(item, depth + 1, max_items, budget, active)
+                else:
+                    out[key] = item
+        else:
             items = list(value) if kind in (set, frozenset) else value
             if self.digits_are_card(items):
-                return MASK
-            if max_items is not None and len(items) > max_items:
-                items = items[:max_items]
-            out_list = []
-            for item in items:
-                if (
-                    type(item) in (tuple, list)
-                    and len(item) == 2
-                    and type(item[0]) is str
-                    and self.key_is_sensitive(item[0])
-                ):
-                    out_list.append(type(item)((item[0], self.masked(item[0], item[1]))))
-                else:
-                    out_list.append(self._walk(item, depth + 1, max_items, budget, active))
-            if max_items is not None and len(value) > max_items:
-                out_list.append(f"... {len(value) - max_items} more")
-            return tuple(out_list) if kind is tuple else out_list
-        finally:
-            active.discard(id(value))
+                out = MASK
+            else:
+                if max_items is not None and len(items) > max_items:
+                    items = items[:max_items]
+                out = []
+                for item in items:
+                    if type(item) is str:
+                        out.append(self.text(item))
+                    elif type(item) not in _CONTAINERS:
+                        out.append(item)
+                    elif (
+                        type(item) in (tuple, list)
+                        and len(item) == 2
+                        and type(item[0]) is str
+                        and self.key_is_sensitive(item[0])
+                    ):
+                        out.append(type(item)((item[0], self.masked(item[0], item[1]))))
+                    else:
+                        out.append(self._walk(item, depth + 1, max_items, budget, active))
+                if max_items is not None and len(value) > max_items:
+                    out.append(f"... {len(value) - max_items} more")
+                if kind is tuple:
+                    out = tuple(out)
+        active.discard(id(value))
+        return out
 
     def digits_are_card(self, items: Any) -> bool:
         """[4, 1, 1, 1, ...] or ["4111", "1111", "1111", "1111"]: the digits of a card number."""
@@ -429,7 +526,7 @@ class Scrubber:
 
     def query_string(self, query: Any) -> Any:
         """Mask the values of sensitive keys in ``a=1&password=x`` and keep the rest as sent."""
-        if not self.enabled or not query or not isinstance(query, str):
+        if not self.enabled or not query or not isinstance(query, str) or query in self._clean_queries:
             return query
         parts = []
         for part in query.split("&"):
@@ -447,11 +544,11 @@ class Scrubber:
                 if masked != decoded:
                     raw = quote_plus(masked, safe="*")
             parts.append(f"{key}{sep}{raw}")
-        return "&".join(parts)
+        return self._remember("&".join(parts), query, self._clean_queries)
 
     def url(self, url: Any) -> Any:
         """A URL with its userinfo password and sensitive query values masked."""
-        if not self.enabled or not isinstance(url, str):
+        if not self.enabled or not isinstance(url, str) or url in self._clean_queries:
             return url
         if "?" not in url:
             return self.text(url)
@@ -464,7 +561,8 @@ class Scrubber:
             parts = urlsplit(rest)
         except ValueError:
             return self.text(url)
-        return urlunsplit(parts._replace(query=self.query_string(urlsplit(url).query)))
+        scrubbed = urlunsplit(parts._replace(query=self.query_string(urlsplit(url).query)))
+        return self._remember(scrubbed, url, self._clean_queries)
 
     def body(self, data: Any) -> Any:
         """A request body: a form or JSON structure is scrubbed by key; a JSON string is parsed
@@ -492,9 +590,9 @@ class Scrubber:
         return sql_strip(text)
 
 
-def scrubber_default() -> Scrubber:
-    """The scrubber with the default rules; the server's worker uses this one."""
-    return Scrubber(keys=DEFAULT_KEYS)
+def scrubber_default(*, json_input: bool = False) -> Scrubber:
+    """The scrubber with the default rules; the server's worker uses this one on decoded JSON."""
+    return Scrubber(keys=DEFAULT_KEYS, json_input=json_input)
 
 
 # --- events ---------------------------------------------------------------------------------------
