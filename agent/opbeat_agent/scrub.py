@@ -16,14 +16,17 @@ What is masked (as ``********``, the original opbeat agent's mask, so events of 
 - cookies (a ``Cookie``/``Set-Cookie`` header, a cookies dict): every value, names kept;
 - inside any string: URL userinfo (``postgres://app:********@db``), ``Bearer``/``Basic``
   credentials, AWS access key ids, JWTs, PEM private keys, "password X" in a sentence, and
-  payment card numbers (13 to 19 digits, plain or grouped with spaces, dashes, dots or the plus
-  signs of a URL-encoded query, that pass
-  the Luhn check and start like a card network's number);
+  payment card numbers (13 to 19 digits, plain or grouped by spaces, dashes, dots or a URL-encoded
+  query's plus signs, that pass the Luhn check and start like a card network's number);
 - a list or tuple of digits that together form such a card number;
 - a string holding JSON is parsed, scrubbed as a structure and written back.
 
 Containers are walked to any depth (a structure deeper than ``_MAX_DEPTH`` is masked whole, so
 nothing escapes by nesting). Numbers, UUIDs, hashes, dates and ordinary prose are left alone.
+Source lines of frames are never changed: they are the app's code, shown as written.
+
+Cost: the worker runs this on every event, so each string goes through cheap substring tests
+before any expression, and strings seen clean before are remembered (bench/digest).
 
 This module never raises on odd input (non-string keys, bytes, cycles): it masks what it
 understands and passes the rest through.
@@ -77,9 +80,11 @@ _DESCRIPTIVE_WORDS = frozenset(
 )
 _WHOLE_WORD_MAX = 4
 _MAX_DEPTH = 64
+_CONTAINERS = frozenset((dict, list, tuple, set, frozenset))
+# Bounds of the per-scrubber caches (key name -> sensitive, strings known clean): a few MB at most,
+# cleared when full rather than kept in LRU order.
 _KEY_CACHE_MAX = 10_000
 _CLEAN_MAX = 4096
-_CONTAINERS = frozenset((dict, list, tuple, set, frozenset))
 _CLEAN_MAX_CHARS = 256
 # Strings longer than this are scrubbed on their first part only and the rest masked: a 1 MB body
 # must not cost the host app (or the worker) a second of regular expressions.

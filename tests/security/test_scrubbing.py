@@ -126,7 +126,10 @@ def test_the_agent_keeps_what_is_not_secret(sent):
     assert frame_vars["raw_headers"] == "Host: shop\r\nCookie: _shop_s=********; theme=********\r\n"
     assert events[0]["user"] == {"id": 7, "username": "bob", "password": "********"}
     assert events[0]["exception"]["value"] == "login failed for bob: wrong password ********"
-    assert events[2]["param_message"] == {"message": "user %s logged in with password %s", "params": ["bob", "********"]}
+    assert events[2]["param_message"] == {
+        "message": "user %s logged in with password %s",
+        "params": ["bob", "********"],
+    }
     assert events[2]["message"] == "user bob logged in with password ********"
 
 
@@ -276,7 +279,9 @@ TRACE_SECRETS = ["victim@example.com", "sql-esc-1", "sql-dollar-2", "sql-tag-3",
 
 
 def test_the_worker_stores_traces_without_literals_or_credentials(perf):
-    frames = [{"abs_path": "/srv/app/views.py", "filename": "views.py", "module": "views", "function": "v", "lineno": 3}]
+    frames = [
+        {"abs_path": "/srv/app/views.py", "filename": "views.py", "module": "views", "function": "v", "lineno": 3}
+    ]
     body = {
         "transactions": [{"transaction": "GET /x", "result": 200, "timestamp": "2026-11-26T00:40:00Z", "durations": [50.0]}],
         "traces": [
@@ -313,7 +318,10 @@ def test_the_worker_stores_traces_without_literals_or_credentials(perf):
         ("SELECT $$x5 'quoted'$$, $fn$x6$fn$, $1", "SELECT ?, ?, $1"),
         ("SELECT 0x5EC7, X'5EC8', B'0101', 0b11", "SELECT ?, X?, B?, ?"),
         ("SELECT -42, 3.14, 1e-9, .5, +7 FROM t2 WHERE c1 = :p1", "SELECT ?, ?, ?, ?, ? FROM t2 WHERE c1 = :p1"),
-        ('SELECT * FROM `t` WHERE name = "x7" AND "t"."c" LIKE "x8%"', 'SELECT * FROM `t` WHERE name = ? AND "t"."c" LIKE ?'),
+        (
+            'SELECT * FROM `t` WHERE name = "x7" AND "t"."c" LIKE "x8%"',
+            'SELECT * FROM `t` WHERE name = ? AND "t"."c" LIKE ?',
+        ),
         ("SELECT * FROM t WHERE a = 'x9 unterminated", "SELECT * FROM t WHERE a = ?"),
     ],
 )
