@@ -15,9 +15,11 @@ RUN useradd --system --create-home --home-dir /home/opbeat opbeat \
     && chown opbeat:opbeat /var/lib/opbeat
 WORKDIR /app
 
-# Dependencies first, in their own layer, so a code change does not reinstall them.
+# Dependencies first, in their own layer, so a code change does not reinstall them. opbeat-agent
+# (whose scrubbing rules the worker runs) is this repository's agent/, installed from the tree
+# below, never from the index.
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('opbeat-agent')))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
@@ -25,7 +27,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY . .
 # Static files are baked into the image (whitenoise serves them from the web process); the
 # throwaway key only lets settings import, nothing is signed at build time.
-RUN pip install --no-deps -e . \
+# --no-deps for the agent too: its one dependency (wrapt) serves auto-instrumentation, which the
+# server never imports.
+RUN pip install --no-deps -e ./agent -e . \
     && SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
     && chown -R opbeat:opbeat /var/lib/opbeat
 

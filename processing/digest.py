@@ -5,6 +5,8 @@ their shape). Each table is written with one bulk statement per batch (per chunk
 ``_CHUNK`` rows), whatever the number of events, using ``INSERT .. ON CONFLICT .. RETURNING``,
 which SQLite 3.35+ and PostgreSQL both speak:
 
+0. each event is scrubbed with the agent's rules (``opbeat_agent.scrub``) before anything is
+   derived from it, whatever client sent it;
 1. which apps exist, and which event ids are already stored (a redelivered message);
 2. upsert one issue per (app, fingerprint), adding the new events to its counts; a resolved
    issue that received a new event after it was resolved is reopened as regressed (one more
@@ -35,6 +37,7 @@ from typing import Any, Iterable
 import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
+from opbeat_agent.scrub import event_scrub, scrubber_default
 
 from accounts.models import App
 
@@ -51,6 +54,10 @@ _CHUNK = 1000
 # A client clock running ahead is not trusted further than this; the receive time is used instead.
 _FUTURE_TOLERANCE = timedelta(minutes=5)
 _EARLIEST = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+
+# The agent's own rules (opbeat_agent.scrub), applied again here because other clients (the
+# original opbeat module, any protocol accepted later) scrub less or nothing.
+_SCRUBBER = scrubber_default(json_input=True)
 
 _LEVEL_MAX = 20
 _EXCEPTION_TYPE_MAX = 200
@@ -202,6 +209,8 @@ def _envelope_parse(envelope: Any) -> _Row | None:
         logger.warning("digest: skipped malformed envelope %r: %s", envelope.get("event_id"), exc)
         return None
 
+    # Before anything is derived from the event: a title or a grouping key holds its message too.
+    data = event_scrub(event=data, scrubber=_SCRUBBER)
     exception = data.get("exception") if isinstance(data.get("exception"), dict) else {}
     return _Row(
         event_id=event_id,

@@ -12,7 +12,9 @@ span kind) and traces. For a batch of envelopes:
 3. the deltas are added in Python per (name, resolution, bucket), then each touched row is
    created if missing and locked (``SELECT .. FOR UPDATE`` in key order, so two workers never
    deadlock), merged and written back with one bulk update; sketches merge by adding bins;
-4. the slowest ``TRACES_PER_MINUTE`` traces of each name and minute are inserted.
+4. the slowest ``TRACES_PER_MINUTE`` traces of each name and minute are inserted, their spans'
+   SQL stripped of literals and URLs and signatures scrubbed with the agent's rules
+   (``opbeat_agent.scrub``) whatever client sent them.
 
 All in one database transaction per batch. Envelopes that are malformed, of another kind, or of
 a deleted app are logged and skipped. ``OperationalError`` reaches the caller, which retries the
@@ -36,6 +38,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
+from opbeat_agent.scrub import scrubber_default, span_scrub
 
 from accounts.models import App
 
@@ -52,6 +55,9 @@ TRACES_PER_HOUR = 3
 _FUTURE_TOLERANCE = 300
 _EARLIEST = datetime(2000, 1, 1, tzinfo=dt_timezone.utc).timestamp()
 _CHUNK = 500
+# Spans keep SQL and URLs: the agent's rules strip literals and mask credentials again here, as
+# other clients may not have.
+_SCRUBBER = scrubber_default(json_input=True)
 
 
 @dataclass
@@ -192,6 +198,10 @@ def _envelope_parse(envelope: Any) -> _Parsed:
         spans = item.get("spans", [])
         if not isinstance(spans, list):
             raise ValueError("trace spans are not a list")
+        spans = [
+            span_scrub(span=span, scrubber=_SCRUBBER) if isinstance(span, dict) else _SCRUBBER.value(span)
+            for span in spans
+        ]
         if b"\\u0000" in orjson.dumps(spans):
             # PostgreSQL's jsonb cannot hold NUL; the intake strips it, but envelopes are not trusted.
             spans = _nul_strip(spans)

@@ -84,7 +84,7 @@ class Client:
                 self.reporter = TransactionsReporter(self.config, self.transport)
                 if self.config.instrument:
                     self._instrument()
-        self._scrubber = Scrubber(
+        self.scrubber = Scrubber(
             keys=self.config.scrub_keys,
             card_numbers=self.config.scrub_card_numbers,
             enabled=self.config.scrub_data,
@@ -166,7 +166,7 @@ class Client:
                 formatted = template
             event["message"] = _text(formatted)
             if stack:
-                frames = current_stack_frames(config=self.config)
+                frames = current_stack_frames(config=self.config, scrubber=self.scrubber)
                 event["stacktrace"] = {"frames": frames}
                 event["culprit"] = culprit_from_frames(frames)
             if data:
@@ -336,7 +336,8 @@ class Client:
             seen.add(id(nxt))
             item = self._exception_info(nxt)
             item["reason"] = reason
-            item["stacktrace"] = {"frames": traceback_frames(tb=nxt.__traceback__, config=self.config)}
+            frames = traceback_frames(tb=nxt.__traceback__, config=self.config, scrubber=self.scrubber)
+            item["stacktrace"] = {"frames": frames}
             chain.append(item)
             current = nxt
         return chain
@@ -359,7 +360,7 @@ class Client:
             pass
         event = self._event_base(level, logger_name, extra, tags, fingerprint)
         info = self._exception_info(exc)
-        frames = traceback_frames(tb=tb, config=self.config)
+        frames = traceback_frames(tb=tb, config=self.config, scrubber=self.scrubber)
         chain = self._chain(exc)
         if chain:
             info["chain"] = chain
@@ -372,7 +373,7 @@ class Client:
         return self._send(event)
 
     def _send(self, event: dict) -> str:
-        event_scrub(event=event, scrubber=self._scrubber)
+        event_scrub(event=event, scrubber=self.scrubber)
         self.transport.send(event)
         return event["client_supplied_id"]
 

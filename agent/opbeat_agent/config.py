@@ -16,29 +16,13 @@ import socket
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Mapping, Optional
 
+from .scrub import DEFAULT_KEYS
+
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
-# Keys that default scrubbing masks wherever they appear (frame locals, headers, cookies, query
-# strings, form and JSON bodies), matched case-insensitively as substrings, so "csrftoken",
-# "X-Api-Key" and "user_password2" are all caught.
-DEFAULT_SCRUB_KEYS = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "api_key",
-    "api-key",
-    "apikey",
-    "auth",
-    "authorization",
-    "cookie",
-    "session",
-    "csrf",
-    "credit_card",
-    "credit-card",
-    "creditcard",
-    "card_number",
-)
+# Keys whose values default scrubbing masks wherever they appear; the rules that match them (case
+# and separators ignored, short names as whole words) are in opbeat_agent.scrub.
+DEFAULT_SCRUB_KEYS = DEFAULT_KEYS
 
 
 @dataclass

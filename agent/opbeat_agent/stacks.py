@@ -15,6 +15,8 @@ import sysconfig
 from types import FrameType, TracebackType
 from typing import Any, Iterator, Optional
 
+from .scrub import MASK
+
 # Our own frames are never the app's, and neither are the interpreter's standard library's.
 _STDLIB_DIRS = tuple(
     sorted(
@@ -80,14 +82,26 @@ def _context(abs_path: str, lineno: int, module_globals: Any, lines: int) -> tup
 class VarShortener:
     """Local variables as JSON-safe values: containers kept as containers (so scrubbing can see
     their keys), up to ``max_items`` each and a few levels deep; everything else as a ``repr`` cut
-    at ``max_length`` characters."""
+    at ``max_length`` characters.
 
-    def __init__(self, *, max_length: int, max_items: int, max_depth: int = 3) -> None:
+    With a ``scrubber``, secrets are masked here, before anything is cut or turned into a repr: a
+    value under a sensitive key is never repr'd at all, a container past ``max_depth`` is scrubbed
+    (to any depth) before its repr is taken, and a repr or a string is scrubbed whole and only
+    then cut, so a secret straddling the cut cannot leave half of itself behind."""
+
+    # A repr is scrubbed on this many characters at most before being cut to max_length: enough
+    # for any secret that ends within the part that is kept.
+    _SCRUB_CHARS = 10_000
+
+    def __init__(self, *, max_length: int, max_items: int, max_depth: int = 3, scrubber: Any = None) -> None:
         self.max_length = max_length
         self.max_items = max_items
         self.max_depth = max_depth
+        self.scrubber = scrubber if scrubber is not None and scrubber.enabled else None
 
     def _cut(self, text: str) -> str:
+        if self.scrubber is not None:
+            text = self.scrubber.text(text[: self._SCRUB_CHARS])
         return text if len(text) <= self.max_length else text[: self.max_length - 3] + "..."
 
     def _repr(self, value: Any) -> str:
@@ -111,30 +125,58 @@ class VarShortener:
         if kind is bytes:
             return self._cut(repr(value))
         if depth >= self.max_depth:
+            if self.scrubber is not None and kind in (dict, list, tuple, set, frozenset):
+                try:
+                    value = self.scrubber.value(value, max_items=self.max_items)
+                except Exception as exc:  # noqa: BLE001 - a container changed size while we walked it
+                    return f"<unrepresentable {kind.__name__}: {type(exc).__name__}>"
             return self._repr(value)
+        scrubber = self.scrubber
+        if scrubber is not None and kind in (list, tuple) and scrubber.digits_are_card(value):
+            return MASK
         # Exact types only: a subclass of dict may have a __getitem__ or items() with side effects.
-        if type(value) is dict:
+        if kind is dict:
             out = {}
             for index, (k, v) in enumerate(value.items()):
                 if index >= self.max_items:
                     out["..."] = f"{len(value) - self.max_items} more"
                     break
-                out[k if type(k) is str else self._repr(k)] = self.value(v, depth + 1)
+                key = k if type(k) is str else self._repr(k)
+                out[key] = self._item(key, v, depth)
             return out
-        if type(value) in (list, tuple, set, frozenset):
-            items = list(value)[: self.max_items + 1] if type(value) in (set, frozenset) else value
-            out_list = [self.value(v, depth + 1) for v in items[: self.max_items]]
+        if kind in (list, tuple, set, frozenset):
+            items = list(value)[: self.max_items + 1] if kind in (set, frozenset) else value
+            out_list = []
+            for v in items[: self.max_items]:
+                if (
+                    scrubber is not None
+                    and type(v) in (list, tuple)
+                    and len(v) == 2
+                    and type(v[0]) is str
+                    and scrubber.key_is_sensitive(v[0])
+                ):
+                    v = [v[0], self._item(v[0], v[1], depth + 1)]  # ("Authorization", "Bearer ..."): a header pair
+                out_list.append(self.value(v, depth + 1))
             if len(value) > self.max_items:
                 out_list.append(f"... {len(value) - self.max_items} more")
             return out_list
         return self._repr(value)
+
+    def _item(self, key: str, value: Any, depth: int) -> Any:
+        """The value under ``key``; under a sensitive key it is masked without ever being repr'd
+        (which would run user code for nothing)."""
+        if self.scrubber is None or not self.scrubber.key_is_sensitive(key):
+            return self.value(value, depth + 1)
+        if "cookie" in key.lower():
+            return self.scrubber.masked(key, self.value(value, depth + 1))
+        return self.scrubber.masked(key, value if type(value) in (type(None), bool, str) else MASK)
 
     def frame_vars(self, f_locals: dict) -> dict:
         try:
             items = list(f_locals.items())
         except Exception:  # noqa: BLE001 - f_locals of an exotic frame; no vars then
             return {}
-        return {str(name): self.value(val) for name, val in items}
+        return {str(name): self._item(str(name), val, -1) for name, val in items}
 
 
 def frame_dict(
@@ -185,20 +227,20 @@ def _cap(entries: list, max_frames: int) -> list:
     return entries[:head] + entries[len(entries) - (max_frames - head) :]
 
 
-def _shortener(config: Any) -> Optional[VarShortener]:
+def _shortener(config: Any, scrubber: Any) -> Optional[VarShortener]:
     if not config.collect_local_variables:
         return None
-    return VarShortener(max_length=config.local_var_max_length, max_items=config.local_var_max_items)
+    return VarShortener(max_length=config.local_var_max_length, max_items=config.local_var_max_items, scrubber=scrubber)
 
 
-def traceback_frames(*, tb: Optional[TracebackType], config: Any) -> list:
-    """The frames of a traceback, oldest first."""
+def traceback_frames(*, tb: Optional[TracebackType], config: Any, scrubber: Any = None) -> list:
+    """The frames of a traceback, oldest first; locals scrubbed by ``scrubber`` as they are read."""
     entries = _cap(list(_traceback_entries(tb)), config.max_frames)
-    shortener = _shortener(config)
+    shortener = _shortener(config, scrubber)
     return [frame_dict(frame=f, lineno=n, config=config, shortener=shortener) for f, n in entries]
 
 
-def current_stack_frames(*, config: Any, skip_modules: tuple = ("opbeat_agent", "logging")) -> list:
+def current_stack_frames(*, config: Any, skip_modules: tuple = ("opbeat_agent", "logging"), scrubber: Any = None) -> list:
     """The calling code's stack, oldest first, without our own and the logging module's frames."""
     entries = []
     frame = sys._getframe(1)
@@ -208,7 +250,7 @@ def current_stack_frames(*, config: Any, skip_modules: tuple = ("opbeat_agent", 
             entries.append((frame, frame.f_lineno))
         frame = frame.f_back
     entries.reverse()
-    shortener = _shortener(config)
+    shortener = _shortener(config, scrubber)
     return [
         frame_dict(frame=f, lineno=n, config=config, shortener=shortener)
         for f, n in _cap(entries, config.max_frames)

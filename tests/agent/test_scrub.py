@@ -109,7 +109,107 @@ def test_event_http_section_is_scrubbed(client, recording):
     sent = recording.events[0]["http"]
     assert sent["url"] == f"http://shop/pay?card=1&token={MASK}"
     assert sent["query_string"] == f"card=1&token={MASK}"
-    assert sent["headers"] == {"Authorization": MASK, "Cookie": MASK, "Accept": "*/*"}
-    assert sent["cookies"] == {"sessionid": MASK, "other": "1"}
+    # Cookies: every value masked (a session can hide under any name), the names kept.
+    assert sent["headers"] == {"Authorization": MASK, "Cookie": f"sessionid={MASK}; other={MASK}", "Accept": "*/*"}
+    assert sent["cookies"] == {"sessionid": MASK, "other": MASK}
     assert sent["data"] == {"password": MASK, "amount": "10"}
     assert sent["env"] == {"REMOTE_ADDR": "1.2.3.4"}
+
+
+@pytest.mark.parametrize(
+    "key", ["apiKey", "X-Api-Key", "api.key", "access-token", "userPwd", "user_ssn", "SSN", "private_key", "privateKey",
+            "JWT", "id_jwt", "db_pass", "aws_access_key_id", "user.password", "set-cookie"],
+)  # fmt: skip
+def test_key_names_are_compared_without_case_or_separators(scrubber, key):
+    assert scrubber.key_is_sensitive(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["classname", "author", "is_authenticated", "password_length", "token_type", "session_count", "passenger",
+            "description", "compass"],
+)  # fmt: skip
+def test_short_names_match_whole_words_and_descriptive_names_are_kept(scrubber, key):
+    assert not scrubber.key_is_sensitive(key)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 1700000000123 shipped 2024-01-15T10:00:00Z",  # a timestamp in ms: starts with 1, not a card
+        "request 550e8400-e29b-41d4-a716-446655440000",
+        "commit 3f786850e387550fdab836ed7e6dc881de23001b",
+        "ssh://git@github.com/acme/shop.git",
+        "Password is too short",
+        "CSRF token missing or incorrect",
+        "Basic authentication required",
+        "if password == expected:",
+        "SELECT * FROM users WHERE password = %s",
+        "https://shop.example.com/v1/orders?page=2",
+        "192.168.100.200 version 1.2.3.4",
+    ],
+)
+def test_ordinary_text_is_kept(scrubber, text):
+    assert scrubber.text(text) == text
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("redis://:pw@cache:6379/0", f"redis://:{MASK}@cache:6379/0"),
+        ("https://ghp_0123456789abcdefghij@github.com/x", f"https://{MASK}@github.com/x"),
+        ("Set-Cookie: sid=abc; Path=/; HttpOnly", f"Set-Cookie: sid={MASK}; Path=/; HttpOnly"),
+        ("-----BEGIN PRIVATE KEY-----\nMIIEv...", MASK),  # cut before its END line: masked to the end
+        ("pan 4111-1111-1111-1111.", f"pan {MASK}."),
+        ("amex 3782 822463 10005", f"amex {MASK}"),
+        ('{"password": "p", "n": 1}', f'{{"password": "{MASK}", "n": 1}}'),
+        ('[{"token": "t"}]', f'[{{"token": "{MASK}"}}]'),
+        ("login with password 'swordfish' failed", f"login with password '{MASK}' failed"),
+    ],
+)
+def test_secrets_inside_text(scrubber, text, expected):
+    assert scrubber.text(text) == expected
+
+
+def test_a_json_string_without_secrets_keeps_its_layout(scrubber):
+    assert scrubber.text('{ "a" : [1, 2] }') == '{ "a" : [1, 2] }'
+
+
+def test_any_depth_and_cycles(scrubber):
+    deep: dict = {"password": "p"}
+    for _ in range(40):
+        deep = {"level": deep}
+    out = scrubber.value(deep)
+    for _ in range(40):
+        out = out["level"]
+    assert out == {"password": MASK}
+    too_deep: list = ["4111 1111 1111 1111"]
+    for _ in range(200):
+        too_deep = [too_deep]
+    assert "4111" not in repr(scrubber.value(too_deep))  # past the depth limit it is masked whole
+    cyclic: dict = {"name": "a"}
+    cyclic["self"] = cyclic
+    cyclic["again"] = cyclic
+    assert scrubber.value(cyclic) == {"name": "a", "self": MASK, "again": MASK}
+
+
+def test_a_value_under_a_sensitive_key_is_never_repr_d(client, recording):
+    calls = []
+
+    class Secret:
+        def __repr__(self):
+            calls.append(1)
+            return "Secret('s3cr3t')"
+
+    def view():
+        api_token = Secret()  # noqa: F841
+        settings = {"a": {"b": {"c": {"password": Secret()}}}}  # noqa: F841
+        raise RuntimeError("x")
+
+    try:
+        view()
+    except RuntimeError:
+        client.capture_exception()
+    [frame] = [f for f in recording.events[0]["stacktrace"]["frames"] if f["function"] == "view"]
+    assert frame["vars"]["api_token"] == MASK
+    assert "s3cr3t" not in repr(frame["vars"]["settings"])
+    assert calls == []  # the one past the repr depth was masked before the container's repr

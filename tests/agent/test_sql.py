@@ -33,3 +33,13 @@ def test_describe_matches_and_its_table_stays_bounded():
     for n in range(sql._DESCRIBED_MAX * 2 + 5):
         assert sql_describe(f"SELECT * FROM t WHERE id = {n}")[1] == {"sql": "SELECT * FROM t WHERE id = ?"}
     assert len(sql._DESCRIBED) <= sql._DESCRIBED_MAX
+
+
+def test_a_statement_cut_inside_a_literal_keeps_none_of_it():
+    statement = "INSERT INTO notes (body) VALUES ('" + "x" * 20_000 + "')"
+    assert sql_strip(statement) == "INSERT INTO notes (body) VALUES (?"
+
+
+def test_identifiers_with_digits_and_placeholders_are_kept():
+    statement = 'SELECT "t1"."col2", t3.c4, a$b FROM "t1" WHERE x = $1 AND y = :p2 AND z = %(z3)s AND w = ?'
+    assert sql_strip(statement) == statement

@@ -60,7 +60,9 @@ class _Receivers:
         if client is None or exception is None:
             return
         config = client.config
-        shortener = VarShortener(max_length=config.local_var_max_length, max_items=config.local_var_max_items)
+        shortener = VarShortener(
+            max_length=config.local_var_max_length, max_items=config.local_var_max_items, scrubber=client.scrubber
+        )
         task_name = getattr(sender, "name", None) or "<task>"
         client.capture_exception(
             (type(exception), exception, traceback),
