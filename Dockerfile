@@ -17,9 +17,9 @@ WORKDIR /app
 
 # Dependencies first, in their own layer, so a code change does not reinstall them. opbeat-agent
 # (whose scrubbing rules the worker runs) is this repository's agent/, installed from the tree
-# below, never from the index.
+# below, never from the index (pyproject.toml says why it is not a listed dependency).
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('opbeat-agent')))" \
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
