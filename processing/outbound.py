@@ -20,6 +20,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import urllib.parse
 from dataclasses import dataclass
 
@@ -153,10 +154,21 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
             raise
 
 
-def target_post(target: Target, *, body: bytes, headers: dict[str, str], timeout: float) -> int:
+def _connection_abort(connection: http.client.HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def target_post(target: Target, *, body: bytes, headers: dict[str, str], timeout: float, total_seconds: float) -> int:
     """POST ``body`` to ``target`` at its first checked address that accepts a connection (no
-    proxy, no redirect); returns the HTTP status. Raises OSError (and http.client's errors) when
-    no address answers."""
+    proxy, no redirect); returns the HTTP status. ``timeout`` bounds each socket operation and
+    ``total_seconds`` the whole exchange once connected (a server dripping its answer a byte at a
+    time would otherwise hold the worker). Raises OSError (and http.client's errors) when no
+    address answers."""
     connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     last_error: OSError | None = None
     for address in target.addresses:
@@ -170,11 +182,17 @@ def target_post(target: Target, *, body: bytes, headers: dict[str, str], timeout
                 # Another checked address of the same name may answer (an IPv6 and an IPv4 one).
                 last_error = exc
                 continue
-            connection.request("POST", target.path, body=body, headers=headers)
-            response = connection.getresponse()
-            # Read a little so the connection closes cleanly; the body is not used.
-            response.read(MAX_RESPONSE_BYTES)
-            return response.status
+            watchdog = threading.Timer(total_seconds, _connection_abort, args=(connection,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                connection.request("POST", target.path, body=body, headers=headers)
+                response = connection.getresponse()
+                # Read a little so the connection closes cleanly; the body is not used.
+                response.read(MAX_RESPONSE_BYTES)
+                return response.status
+            finally:
+                watchdog.cancel()
         finally:
             connection.close()
     raise last_error or OSError(f"no address of {target.host} to connect to")

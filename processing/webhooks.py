@@ -20,6 +20,8 @@ from .outbound import TargetRefused, target_post, target_resolve
 logger = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_SECONDS = 5
+# The whole call once connected: the worker sends alerts inline, so a slow endpoint delays digests.
+WEBHOOK_TOTAL_SECONDS = 10
 
 
 def webhook_target_refusal(url: str) -> str:
@@ -45,6 +47,7 @@ def webhook_post(*, url: str, payload: dict) -> bool:
             body=json.dumps(payload).encode(),
             headers={"Content-Type": "application/json", "User-Agent": "opbeat-server-webhook"},
             timeout=WEBHOOK_TIMEOUT_SECONDS,
+            total_seconds=WEBHOOK_TOTAL_SECONDS,
         )
     except Exception as exc:  # noqa: BLE001 - a chat service being down must not stop the email alerts
         logger.warning("alerts: webhook %s failed: %s", url, exc)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import subprocess
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -239,3 +241,44 @@ def test_https_is_pinned_and_verifies_the_certificate_for_the_name(net, monkeypa
         assert webhook_post(url=f"https://{name}:{hooks.server_port}/T1", payload=PAYLOAD) is delivered
     assert [request["host"] for request in hooks.requests] == ([f"{name}:{hooks.server_port}"] if delivered else [])
     assert set(net.connects) == {PUBLIC}
+
+
+def test_an_endpoint_that_drips_its_answer_does_not_hold_the_worker(net, monkeypatch):
+    # The worker sends alerts inline; an owner's endpoint answering a byte a second (inside the
+    # per-read timeout) would otherwise hold it for as long as the endpoint likes.
+    from processing import webhooks
+
+    monkeypatch.setattr(webhooks, "WEBHOOK_TOTAL_SECONDS", 2)
+    net.answer("drip.example.test", [PUBLIC])
+    net.route(PUBLIC, "127.0.0.2")
+    listener = socket.create_server(("127.0.0.2", 0))
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 600:
+                if stop.is_set():
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(1)
+
+    server = threading.Thread(target=drip, daemon=True)
+    server.start()
+    result = {}
+    caller = threading.Thread(
+        target=lambda: result.setdefault(
+            "delivered", webhook_post(url=f"http://drip.example.test:{listener.getsockname()[1]}/T1", payload=PAYLOAD)
+        ),
+        daemon=True,
+    )
+    caller.start()
+    caller.join(timeout=60)  # a bound for the test, not the assertion
+    stop.set()
+    listener.close()
+    assert not caller.is_alive(), "the webhook call was still waiting on the dripping endpoint"
+    assert result["delivered"] is False
