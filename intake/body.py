@@ -110,10 +110,11 @@ class _DeadlineStream:
     client sending at a steady slow pace is cut off within about twice the limit, and a fast body
     needs only a doubling series of reads (twenty for a megabyte)."""
 
-    def __init__(self, stream, *, deadline: float, seconds: float) -> None:
+    def __init__(self, stream, *, deadline: float, seconds: float, small_reads: bool) -> None:
         self.stream = stream
         self.deadline = deadline
         self.seconds = seconds
+        self.small_reads = small_reads
         self.received = 0
 
     def _timeout(self) -> BodyTimeout:
@@ -123,7 +124,7 @@ class _DeadlineStream:
         if time.monotonic() >= self.deadline:
             raise self._timeout()
         try:
-            chunk = self.stream.read(min(size, max(1, self.received)))
+            chunk = self.stream.read(min(size, max(1, self.received)) if self.small_reads else size)
         except Exception:
             # The watchdog ended the read (gunicorn's reader then raises): report why.
             if time.monotonic() >= self.deadline:
@@ -165,8 +166,9 @@ def request_body_read(environ: dict, *, max_bytes: int, seconds: float) -> bytes
     if content_length == 0:
         return b""
     deadline = time.monotonic() + seconds
-    stream = _DeadlineStream(environ["wsgi.input"], deadline=deadline, seconds=seconds)
     sock = environ.get("gunicorn.socket")
+    # With the socket, the watchdog ends any read at the deadline: full-size reads are safe.
+    stream = _DeadlineStream(environ["wsgi.input"], deadline=deadline, seconds=seconds, small_reads=sock is None)
     entry = _watchdog_get().arm(deadline, lambda: _reading_stop(sock)) if sock is not None else None
     try:
         return opbeat.body_read(stream=stream, content_length=content_length, max_bytes=max_bytes)
