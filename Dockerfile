@@ -35,4 +35,4 @@ RUN pip install --no-deps -e ./agent -e . \
 
 USER opbeat
 EXPOSE 8000
-CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8000", "--workers", "4", "--blocking-threads", "32", "--access-log", "opbeat_server.wsgi:application"]
+CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8000", "--workers", "4", "--blocking-threads", "32", "--http1-header-read-timeout", "10000", "--access-log", "opbeat_server.wsgi:application"]

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import App, Membership, User
 from accounts.selectors import app_for_member
+from processing.webhooks import webhook_target_refusal
 from processing.models import (
     AlertSubscription,
     AppAlertSettings,
@@ -298,6 +299,14 @@ class AlertSettingsForm(forms.ModelForm):
             "digest_minutes": "Default for members: new issues within minutes of an email go into one digest (0: at once)",
             "webhook_url": "Webhook URL (Slack-compatible JSON)",
         }
+
+    def clean_webhook_url(self) -> str:
+        url = self.cleaned_data["webhook_url"]
+        # The worker checks again at every call; this tells the owner now why it would refuse.
+        refusal = webhook_target_refusal(url) if url else ""
+        if refusal:
+            raise forms.ValidationError(f"This URL would not be called: {refusal}.")
+        return url
 
 
 # A member's choice for new issues: "" keeps the app's window, "0" is each alert at once.

@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import queue
 from .auth import AppCredentials, app_authenticate
+from .body import request_body_read
 from .errors import AppNotFound, MethodNotAllowed, error_response, json_response
 from .protocols import opbeat
 from .ratelimit import app_rate_limit
@@ -51,14 +52,12 @@ def intake_endpoint(*, method: str, what: str):
 
 
 def body_admit(request: HttpRequest, *, app: AppCredentials, max_bytes: int) -> bytes:
-    """Count the body against the app's quota (429 past it), then read it, capped while
-    streaming (413 past ``max_bytes``)."""
+    """Count the body against the app's quota (429 past it), then read it, with a Content-Length
+    or chunked, capped while streaming (413 past ``max_bytes``) and within the time limit (408)."""
     app_rate_limit(app_pk=app.pk, events_per_minute=app.events_per_minute)
-    try:
-        content_length = int(request.META.get("CONTENT_LENGTH") or "")
-    except ValueError:
-        content_length = None
-    return opbeat.body_read(stream=request, content_length=content_length, max_bytes=max_bytes)
+    return request_body_read(
+        request.META, max_bytes=max_bytes, seconds=settings.OPBEAT_LIMITS["body_read_seconds"]
+    )
 
 
 def accepted_response(payload: dict, *, location: str) -> HttpResponse:

@@ -248,6 +248,9 @@ OPBEAT_LIMITS = {
     # A transactions body as received: the original agent sends a minute at 600 requests/s as
     # ~10 MB of JSON, ~2 MB compressed; twice that leaves room for a busier process.
     "max_transactions_compressed_bytes": _env_int("OPBEAT_MAX_TRANSACTIONS_COMPRESSED_BYTES", 4 * 1024 * 1024),
+    # Seconds a client has to send a whole body once its headers are in (408 past them): a client
+    # trickling a body would otherwise hold a server thread. 4 MB in 15 s needs ~2.2 Mbit/s.
+    "body_read_seconds": float(os.environ.get("OPBEAT_BODY_READ_SECONDS", "15")),
     # Performance: transaction names per app (later ones are counted as `_other`), and how long
     # rollup rows of each resolution and sampled traces are kept.
     "transaction_names_per_app": _env_int("OPBEAT_TRANSACTION_NAMES_PER_APP", 1000),

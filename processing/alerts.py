@@ -14,19 +14,14 @@ schedules ``alerts_flush`` for the next due time (``alerts_due_next``); beat als
 minute, so a lost schedule costs at most a minute.
 
 The webhook (one per app) gets the same triggers as Slack-compatible JSON (``text`` plus
-``attachments``), with our fields alongside.
+``attachments``), with our fields alongside; ``webhooks`` sends it.
 
 This module sends mail and HTTP requests; it never writes issues or events, only AlertNotice rows.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
-import socket
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any
@@ -40,12 +35,12 @@ from accounts.models import App, User
 
 from .grouping import frame_is_in_app, frames_of
 from .models import AlertNotice, AlertSubscription, AppAlertSettings, Event, Issue, IssueFollowup
+from .webhooks import webhook_post
 
 logger = logging.getLogger(__name__)
 
 KIND_LABELS = {"new": "New issue", "regression": "Regression", "spike": "Spike"}
 WEBHOOK_RECIPIENT = "webhook"
-WEBHOOK_TIMEOUT_SECONDS = 5
 
 
 def alert_settings_get(*, app: App) -> AppAlertSettings:
@@ -221,43 +216,6 @@ def alert_content(*, issue: Issue, followup: IssueFollowup | None, what: AlertWh
 
 
 # --- Sending ------------------------------------------------------------------------------------
-
-
-def webhook_target_refusal(url: str) -> str:
-    """Why the worker will not call ``url``, or "" if it may: http(s) only, and unless
-    settings.OPBEAT_WEBHOOK_ALLOW_PRIVATE, no host that resolves to a loopback, private,
-    link-local or otherwise non-public address. (A name that resolves differently between this
-    check and the connection could still get through; the check stops the plain cases.)"""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "only http and https URLs with a host are called"
-    if settings.OPBEAT_WEBHOOK_ALLOW_PRIVATE:
-        return ""
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)}
-    except (OSError, UnicodeError) as exc:
-        return f"the host does not resolve: {exc}"
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if not ip.is_global or ip.is_multicast:
-            return f"{parts.hostname} resolves to {ip}, which is not a public address"
-    return ""
-
-
-def webhook_post(*, url: str, payload: dict) -> bool:
-    refusal = webhook_target_refusal(url)
-    if refusal:
-        logger.warning("alerts: webhook %s not called: %s", url, refusal)
-        return False
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
-            return 200 <= response.status < 300
-    except Exception as exc:  # noqa: BLE001 - a chat service being down must not stop the email alerts
-        logger.warning("alerts: webhook %s failed: %s", url, exc)
-        return False
 
 
 def _mail_send(messages: list[EmailMessage]) -> None:

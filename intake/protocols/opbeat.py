@@ -143,13 +143,16 @@ class ErrorEvent(msgspec.Struct):
 def body_read(*, stream: BinaryIO, content_length: int | None, max_bytes: int) -> bytes:
     """Read the request body in chunks, refusing (413) as soon as it passes ``max_bytes``.
 
-    A declared Content-Length over the cap is refused before reading anything."""
+    A declared Content-Length over the cap is refused before reading anything; with one, no more
+    than that many bytes are read (a server may not end the stream there). Without one (a chunked
+    body), the stream is read to its end."""
     if content_length is not None and content_length > max_bytes:
         raise ProtocolError(413, f"body of {content_length} bytes is over the limit of {max_bytes} bytes")
     chunks: list[bytes] = []
     total = 0
-    while True:
-        chunk = stream.read(CHUNK_BYTES)
+    while content_length is None or total < content_length:
+        want = CHUNK_BYTES if content_length is None else min(CHUNK_BYTES, content_length - total)
+        chunk = stream.read(want)
         if not chunk:
             break
         total += len(chunk)

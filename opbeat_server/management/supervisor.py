@@ -51,6 +51,9 @@ def web_argv(*, host: str, port: int, workers: int) -> list[str]:
         # Without a cap granian allows hundreds of request threads per worker; 32 keeps the Python
         # side bounded on a small machine while the intake still shares publishes across requests.
         "--backpressure", "32",
+        # A client gets 10 s (granian's default: 30) to send its headers; the body has its own limit
+        # in the intake (OPBEAT_BODY_READ_SECONDS).
+        "--http1-header-read-timeout", "10000",
         "opbeat_server.wsgi:application",
     ]  # fmt: skip
 

@@ -16,6 +16,7 @@ from processing.followup import issues_followup
 from processing.models import AlertSubscription, AppAlertSettings, EmailAlias, Issue, IssueFollowup
 from processing.releases import release_store
 from tests.factories import org_app_create, user_create
+from tests.fakenet import FakeNet
 from tests.processing.helpers import envelope
 from tests.processing.test_suspects_alerts import crash
 
@@ -105,7 +106,9 @@ def test_resolve_in_the_next_release_from_the_issue_page(member, released):
     assert IssueFollowup.objects.get(issue=issue).resolved_in_release is None
 
 
-def test_alerts_page_subscription_alias_and_owner_settings(member, released):
+def test_alerts_page_subscription_alias_and_owner_settings(member, released, monkeypatch):
+    # The webhook's host is resolved when it is saved: a fake DNS answer, no query leaves.
+    FakeNet(monkeypatch).answer("hooks.example.com", ["93.184.216.34"])
     url = member.url("alert_settings")
     assert member.client.get(url).status_code == 200
     member.client.post(url, {"section": "subscription", "mode": "assigned"})

@@ -13,7 +13,8 @@ import pytest
 
 from accounts.models import Membership, User
 from accounts.verification import user_email_mark_verified
-from processing.alerts import alerts_flush, webhook_target_refusal
+from processing.alerts import alerts_flush
+from processing.webhooks import webhook_target_refusal
 from processing.digest import events_digest
 from processing.followup import issues_followup
 from processing.models import AlertSubscription, AppAlertSettings, EmailAlias, Issue, IssueFollowup
