@@ -53,11 +53,11 @@ for user in (al, bea):
     user_email_mark_verified(user=user)
 org = organization_create(name="Shop", owner=al)
 Membership.objects.create(organization=org, user=bea)
-shop = app_create(organization=org, name="shop")
-jobs = app_create(organization=org, name="jobs")
+shop, shop_token = app_create(organization=org, name="shop")
+jobs, jobs_token = app_create(organization=org, name="jobs")
 AppAlertSettings.objects.create(app=shop, digest_minutes=1)
 AppAlertSettings.objects.create(app=jobs, issue_window_minutes=0, spike_threshold=5, spike_window_minutes=10)
-print("IDS", org.public_id, shop.public_id, shop.secret_token, jobs.public_id, jobs.secret_token)
+print("IDS", org.public_id, shop.public_id, shop_token, jobs.public_id, jobs_token)
 """
 
 

@@ -225,13 +225,13 @@ def test_a_server_that_cannot_end_a_chunked_body_answers_411(client, db):
     # Django's own servers (runserver, the test client) pass no wsgi.input_terminated: a chunked
     # body cannot be told from an empty one there, so the client is asked for a Content-Length.
     from intake.auth import app_credentials_cache_clear
-    from tests.factories import org_app_create
+    from tests.factories import org_app_token_create
 
     app_credentials_cache_clear()
-    _, organization, app = org_app_create()
+    _, organization, app, token = org_app_token_create()
     response = client.generic(
         "POST", f"/api/v1/organizations/{organization.public_id}/apps/{app.public_id}/errors/", b"",
-        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {app.secret_token}",
+        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}",
         HTTP_TRANSFER_ENCODING="chunked",
     )  # fmt: skip
     assert response.status_code == 411
