@@ -33,9 +33,10 @@ from processing.models import (
 )
 
 from . import selectors
-from .charts import BarChart
+from .charts import BarChart, moment_shift
 from .aliases import AliasRefused, alias_add
 from .issue_actions import issue_assign, issue_resolve_next_release
+from processing.releases import release_delete
 
 # Errors per hour "before" and "after" a release are averaged over at most this long.
 RATE_WINDOW = timedelta(hours=24)
@@ -110,7 +111,7 @@ def release_rows(*, app: App, limit: int = RELEASES_PER_PAGE) -> list[ReleaseRow
     now = timezone.now()
     rows = []
     for release in releases:
-        after_end = min(_next_release_at(release) or now, release.deployed_at + RATE_WINDOW, now)
+        after_end = min(_next_release_at(release) or now, moment_shift(release.deployed_at, RATE_WINDOW), now)
         rows.append(
             ReleaseRow(
                 release=release,
@@ -118,7 +119,7 @@ def release_rows(*, app: App, limit: int = RELEASES_PER_PAGE) -> list[ReleaseRow
                 authors=authors.get(release.pk, []),
                 new_issues=new_by_key.get((release.version, release.environment), 0),
                 regressed_issues=regressed.get(release.version, 0),
-                rate_before=_errors_per_hour(app=app, start=release.deployed_at - RATE_WINDOW, end=release.deployed_at),
+                rate_before=_errors_per_hour(app=app, start=moment_shift(release.deployed_at, -RATE_WINDOW), end=release.deployed_at),
                 rate_after=_errors_per_hour(app=app, start=release.deployed_at, end=after_end),
             )
         )
@@ -145,6 +146,9 @@ def endpoint_p95_changes(*, app: App, release: Release) -> list[EndpointChange]:
     from . import performance
 
     minute = 60
+    if not performance.CUSTOM_EARLIEST <= release.deployed_at <= timezone.now() + performance.CUSTOM_FUTURE:
+        # No rollups exist that far out, and the ranges around it would overflow.
+        return []
     start = release.deployed_at.replace(second=0, microsecond=0)
     end = min(_next_release_at(release) or timezone.now(), start + RATE_WINDOW, timezone.now())
     end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -237,6 +241,44 @@ def release_detail(request: HttpRequest, org_id: str, app_id: str, release_id: i
             "regressions": regressions,
             "endpoints": endpoint_p95_changes(app=app, release=release),
             "ordering_rule": ORDERING_RULE,
+            "is_owner": member_is_owner(user=request.user, app=app),
+        },
+    )
+
+
+def member_is_owner(*, user: User, app: App) -> bool:
+    return Membership.objects.filter(
+        organization_id=app.organization_id,
+        user=user,
+        role=Membership.Role.OWNER,
+    ).exists()
+
+
+@login_required
+def release_delete_view(request: HttpRequest, org_id: str, app_id: str, release_id: int) -> HttpResponse:
+    """GET asks (a page with the release and a form), POST deletes; owners only. A plain form,
+    not a JavaScript confirm(), so it works without scripts and cannot be skipped by a script."""
+    app = app_for_member(request.user, org_id, app_id)
+    release = release_for_app(app=app, release_id=release_id)
+    if release is None:
+        raise Http404("No such release")
+    if request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    if not member_is_owner(user=request.user, app=app):
+        return HttpResponse("Only owners delete releases.", status=403, content_type="text/plain")
+    if request.method == "POST":
+        version = release.version
+        release_delete(release=release)
+        messages.success(request, f"Release {version} was deleted.")
+        return redirect("dashboards:release_list", app.organization.public_id, app.public_id)
+    return render(
+        request,
+        "dashboards/release_delete.html",
+        {
+            "app": app,
+            "organization": app.organization,
+            "release": release,
+            "commit_count": ReleaseCommit.objects.filter(release=release).count(),
         },
     )
 
@@ -306,9 +348,7 @@ def alert_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpRespon
     app = app_for_member(request.user, org_id, app_id)
     if request.method not in ("GET", "HEAD", "POST"):
         return HttpResponseNotAllowed(["GET", "POST"])
-    is_owner = Membership.objects.filter(
-        organization_id=app.organization_id, user=request.user, role=Membership.Role.OWNER
-    ).exists()
+    is_owner = member_is_owner(user=request.user, app=app)
     policy = AppAlertSettings.objects.filter(app=app).first() or AppAlertSettings(app=app)
     subscription = AlertSubscription.objects.filter(app=app, user=request.user).first()
     mode = subscription.mode if subscription else AlertSubscription.Mode.ALL

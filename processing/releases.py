@@ -133,6 +133,14 @@ def release_store(
     return release
 
 
+@transaction.atomic
+def release_delete(*, release: Release) -> None:
+    """Remove a release (one reported by mistake, or with a wrong time). Its commits stay: they
+    are the app's, and another release may list them; issues to be resolved "in the next
+    release" after it fall back to a plain resolve (``resolved_in_release`` is set to null)."""
+    release.delete()
+
+
 def release_for(*, app_id: int, version: str, environment: str) -> Release | None:
     if not version:
         return None
