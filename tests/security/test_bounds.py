@@ -13,8 +13,8 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import Membership
-from processing.models import Release
-from processing.releases import release_store
+from processing.models import Commit, Release
+from processing.releases import envelope_release_store, release_store
 from tests.factories import org_app_create, user_create
 from tests.intake.conftest import broker, intake_app, intake_state_clean  # noqa: F401 - fixtures
 
@@ -115,6 +115,31 @@ def test_old_commit_dates_are_kept(intake_app, client, broker):
     assert _post(client, intake_app, "releases", body).status_code == 202
     [(_headers, [envelope])] = broker.messages("default")
     assert envelope["data"]["commits"][0]["timestamp"] == "1999-12-31T18:59:59+00:00"
+
+
+@pytest.mark.parametrize("moment", [*BAD_MOMENTS, "not a time"])
+def test_a_queued_release_with_an_out_of_range_time_is_stored_at_its_receive_time(db, moment):
+    """Messages queued before the intake bounded times (or written by hand) are bounded again."""
+    _, _, app = org_app_create()
+    received = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    envelope = {
+        "v": 1, "kind": "release", "event_id": "e" * 32, "app_id": app.pk, "received_at": received.timestamp(),
+        "data": {"version": "v1", "deployed_at": moment, "commits": [{"sha": SHA, "timestamp": moment}]},
+    }  # fmt: skip
+    release = envelope_release_store(envelope=envelope)
+    assert release.deployed_at == received
+    commit_time = Commit.objects.get(app=app, sha=SHA).timestamp
+    if moment in BAD_COMMIT_MOMENTS or moment == "not a time":
+        assert commit_time == received
+    else:
+        assert commit_time == datetime.fromisoformat(moment)
+
+
+def test_a_queued_release_with_an_absurd_receive_time_is_skipped(db):
+    _, _, app = org_app_create()
+    envelope = {"v": 1, "kind": "release", "app_id": app.pk, "received_at": 1e300, "data": {"version": "v1"}}
+    assert envelope_release_store(envelope=envelope) is None
+    assert not Release.objects.filter(app=app).exists()
 
 
 # --- The pages ----------------------------------------------------------------------------------
