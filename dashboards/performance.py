@@ -180,9 +180,10 @@ class Stats:
         self.sketch.add_encoded(blob)
 
     def add_spans(self, base: float, spans: dict | None) -> None:
-        self.span_base += base
-        for kind, ms in (spans or {}).items():
-            self.span_ms[kind] = self.span_ms.get(kind, 0.0) + ms
+        # Stored JSON may hold anything: only finite numbers count.
+        self.span_base += _num(base)
+        for kind, ms in (spans.items() if isinstance(spans, dict) else ()):
+            self.span_ms[kind] = self.span_ms.get(kind, 0.0) + _num(ms)
 
     def finish(self) -> "Stats":
         self.p50, self.p95, self.p99 = self.sketch.quantiles(list(QUANTILES))

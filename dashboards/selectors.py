@@ -23,6 +23,19 @@ from processing.models import Event, Issue, IssueHourly, RejectionCount
 
 from .charts import hour_floor
 
+class CounterSum(Sum):
+    """SUM of 64-bit counters. PostgreSQL sums bigints as numeric; SQLite's SUM raises "integer
+    overflow" past 2**63 and would take the page down, so there it is TOTAL (a float)."""
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return super().as_sql(compiler, connection, function="TOTAL", **extra_context)
+
+
+def _count(value) -> int:
+    # TOTAL is a float and numeric sums may be Decimal: the page shows whole numbers.
+    return int(value or 0)
+
+
 ISSUE_SORTS = {
     # sort name -> ordering; each is backed by an (app, status, <column>) index on Issue.
     "last_seen": ("-last_seen", "-id"),
@@ -131,28 +144,30 @@ def issue_hourly_counts(*, issue: Issue, since: datetime) -> dict[datetime, int]
 def app_exception_types(*, app: App, limit: int = 8) -> list[dict]:
     """The most common exception types by events, summed over the app's issues (one row per issue,
     so this reads issues, never events)."""
-    return list(
+    rows = (
         Issue.objects.filter(
             app=app,
         )
         .exclude(exception_type="")
         .values("exception_type")
-        .annotate(events=Sum("event_count"))
+        .annotate(events=CounterSum("event_count"))
         .order_by("-events", "exception_type")[:limit]
     )
+    return [{**row, "events": _count(row["events"])} for row in rows]
 
 
 def app_rejections(*, app: App, since: datetime) -> list[dict]:
     """Requests the intake refused since ``since``, per reason, on the (app, reason, hour) unique index."""
-    return list(
+    rows = (
         RejectionCount.objects.filter(
             app=app,
             hour__gte=since,
         )
         .values("reason")
-        .annotate(total=Sum("count"))
+        .annotate(total=CounterSum("count"))
         .order_by("-total", "reason")
     )
+    return [{**row, "total": _count(row["total"])} for row in rows]
 
 
 def issue_for_app(*, app: App, issue_id: int) -> Issue | None:
