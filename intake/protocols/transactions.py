@@ -233,7 +233,8 @@ def _dialect(raw: bytes) -> str:
 
 def _stack_clean(frames: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     out = []
-    for frame in (frames or [])[:STACK_FRAMES_MAX]:
+    # The original agent's ``extra._frames`` is not typed by the schema: anything but an object is skipped.
+    for frame in [frame for frame in frames or [] if isinstance(frame, dict)][:STACK_FRAMES_MAX]:
         lineno = frame.get("lineno")
         out.append(
             {
