@@ -292,7 +292,7 @@ def issue_assign_view(request: HttpRequest, org_id: str, app_id: str, issue_id: 
     raw = request.POST.get("assignee", "")
     assignee = None
     if raw:
-        assignee = User.objects.filter(pk=int(raw) if raw.isdigit() else 0, memberships__organization_id=app.organization_id).first()
+        assignee = User.objects.filter(pk=selectors.id_parse(raw) or 0, memberships__organization_id=app.organization_id).first()
         if assignee is None:
             return HttpResponse("The assignee must be a member of this organization.", status=400, content_type="text/plain")
     issue_assign(issue=issue, assignee=assignee)
@@ -378,7 +378,7 @@ def alert_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpRespon
                 messages.success(request, f"We sent a link to {alias.email}: the address is used once you follow it.")
                 return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
         elif section == "alias-remove":
-            EmailAlias.objects.filter(user=request.user, pk=request.POST.get("alias") or 0).delete()
+            EmailAlias.objects.filter(user=request.user, pk=selectors.id_parse(request.POST.get("alias")) or 0).delete()
             return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
         else:
             return HttpResponse("Unknown form.", status=400, content_type="text/plain")

@@ -48,6 +48,15 @@ ISSUES_PER_PAGE = 25
 SEARCH_MAX_CHARS = 200
 
 
+def id_parse(value: object) -> int | None:
+    """A row id typed by a person (query string or form), or None: ASCII digits only ("²" is a
+    digit to ``str.isdigit`` but not to ``int``) and at most 18 of them, so the lookup stays in
+    the 64-bit range every database takes."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
+
+
 @dataclass
 class IssueListQuery:
     status: str = Issue.Status.UNRESOLVED

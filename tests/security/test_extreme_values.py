@@ -93,6 +93,8 @@ ODD_EVENTS = [
                 {"lineno": "99999999999999999999999999", "filename": "", "function": None, "vars": _nested(60)},
                 {"lineno": 1.5e308, "in_app": "yes", "abs_path": ODD, "vars": [1, 2, 3]},
                 {"lineno": True, "module": ["x"], "vars": {"": None, ODD: _nested(30)}},
+                {"lineno": "²", "pre_context": ["a"], "context_line": "b"},
+                {"lineno": "9" * 5000, "pre_context": ["a"], "context_line": "b"},
             ]
         },
         "http": {"url": ODD, "method": 5, "headers": [[1, 2], [3]], "cookies": ODD, "data": _nested(80), "env": "x"},
