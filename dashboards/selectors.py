@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.core.paginator import Page, Paginator
@@ -63,17 +63,22 @@ class IssueListQuery:
     sort: str = "last_seen"
     search: str = ""
     page: int = 1
+    # What was asked for but could not be shown, in words for the page.
+    problems: list[str] = field(default_factory=list)
 
 
 def issue_list_query_parse(params) -> IssueListQuery:
-    """The list's filters from the query string; unknown values fall back to the defaults."""
+    """The list's filters from the query string; unknown values fall back to the defaults, and
+    a malformed page number says so."""
     status = params.get("status", Issue.Status.UNRESOLVED)
     sort = params.get("sort", "last_seen")
-    try:
-        page = max(int(params.get("page", "1")), 1)
-    except ValueError:
+    problems = []
+    page = id_parse(params.get("page", "1").strip())
+    if page is None or page < 1:
+        problems.append("The page must be a number from 1; showing the first page.")
         page = 1
     return IssueListQuery(
+        problems=problems,
         status=status if status in ISSUE_STATUSES else Issue.Status.UNRESOLVED,
         sort=sort if sort in ISSUE_SORTS else "last_seen",
         search=params.get("q", "").strip()[:SEARCH_MAX_CHARS],
@@ -99,7 +104,10 @@ def issues_filter(*, app: App, query: IssueListQuery) -> QuerySet[Issue]:
 def issues_page(*, app: App, query: IssueListQuery) -> Page:
     """Two queries: the count of matching issues, then one page of them."""
     paginator = Paginator(issues_filter(app=app, query=query), ISSUES_PER_PAGE)
-    return paginator.get_page(query.page)
+    page = paginator.get_page(query.page)
+    if page.number != query.page:
+        query.problems.append(f"There is no page {query.page}; showing page {page.number}.")
+    return page
 
 
 def issues_hourly_counts(*, app: App, issue_ids: list[int], since: datetime) -> dict[int, dict[datetime, int]]:

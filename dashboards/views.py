@@ -40,6 +40,7 @@ def issue_list(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
     query = selectors.issue_list_query_parse(request.GET)
     chart_range = request.GET.get("range", "24h")
     if chart_range not in CHART_RANGES:
+        query.problems.append(f"The range must be one of {', '.join(CHART_RANGES)}; showing 24h.")
         chart_range = "24h"
 
     page = selectors.issues_page(app=app, query=query)

@@ -251,3 +251,21 @@ def test_another_organizations_owner_cannot_delete_a_release(owner, client):
     assert client.get(url).status_code == 404
     assert client.post(url).status_code == 404
     assert Release.objects.filter(pk=release.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("page=abc", "The page must be a number"),
+        ("page=-3", "The page must be a number"),
+        ("page=99999999999999999999999999", "The page must be a number"),
+        ("page=%C2%B2", "The page must be a number"),
+        ("page=40", "There is no page 40; showing page 1."),
+        ("range=1y", "The range must be one of 24h, 7d; showing 24h."),
+    ],
+)
+def test_issue_list_parameters_out_of_range_say_so(owner, query, message):
+    client, organization, app = owner
+    response = client.get(_url("issue_list", organization, app) + "?" + query)
+    assert response.status_code == 200
+    assert message in response.content.decode()
