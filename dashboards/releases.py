@@ -31,12 +31,12 @@ from processing.models import (
     Release,
     ReleaseCommit,
 )
+from processing.releases import release_delete
 
 from . import selectors
 from .charts import BarChart, moment_shift
 from .aliases import AliasRefused, alias_add
 from .issue_actions import issue_assign, issue_resolve_next_release
-from processing.releases import release_delete
 
 # Errors per hour "before" and "after" a release are averaged over at most this long.
 RATE_WINDOW = timedelta(hours=24)

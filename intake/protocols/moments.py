@@ -7,7 +7,9 @@ reset to zero or a forged value) and not more than a day after the server's cloc
 clock a few minutes or hours off, or a time zone mix-up, still works; a year-9999 release would
 otherwise sort first forever and make date arithmetic on the pages overflow). Commit dates may
 be older: ``git`` records whatever the author's clock said, and imported histories go back to
-1970, so they are bounded by the Unix epoch instead.
+1970, so they are bounded by the Unix epoch instead. The worker bounds what it stores again
+(an error more than a few minutes ahead is stored at its receive time, ``processing.digest``), as
+queued messages and rows written before these bounds existed are not trusted either.
 
 Pure: no Django, no settings, no clock of its own (``now`` comes in as an argument).
 """
