@@ -119,7 +119,11 @@ ODD_EVENTS = [
 def extremes(db, client):
     """A logged-in owner of an app whose every table holds extreme rows; returns (client, ids)."""
     user, organization, app = org_app_create(org_name=_text(100))
-    Membership.objects.create(organization=organization, user=user_create(email=f"{uuid.uuid4().hex}@x.example"))
+    odd_member = user_create(email=_text(60).replace(" ", "") + "@x.example")
+    Membership.objects.create(organization=organization, user=odd_member, role="not-a-role")
+    app.events_per_minute = INT
+    app.token_rotated_at = MIN
+    app.save()
     Invite.objects.create(organization=organization, email="odd@x.example", invited_by=user)
     now = dj_timezone.now()
     hour = now.replace(minute=0, second=0, microsecond=0)
