@@ -57,6 +57,12 @@ def id_parse(value: object) -> int | None:
     return None
 
 
+def text_param(value: str, *, limit: int) -> str:
+    """A text typed by a person, as a query can compare it: NUL removed (PostgreSQL text cannot
+    hold it, so no stored value contains one, and psycopg refuses it in a parameter), capped."""
+    return value.replace("\x00", "")[:limit]
+
+
 @dataclass
 class IssueListQuery:
     status: str = Issue.Status.UNRESOLVED
@@ -81,7 +87,7 @@ def issue_list_query_parse(params) -> IssueListQuery:
         problems=problems,
         status=status if status in ISSUE_STATUSES else Issue.Status.UNRESOLVED,
         sort=sort if sort in ISSUE_SORTS else "last_seen",
-        search=params.get("q", "").strip()[:SEARCH_MAX_CHARS],
+        search=text_param(params.get("q", "").strip(), limit=SEARCH_MAX_CHARS),
         page=page,
     )
 

@@ -269,3 +269,17 @@ def test_issue_list_parameters_out_of_range_say_so(owner, query, message):
     response = client.get(_url("issue_list", organization, app) + "?" + query)
     assert response.status_code == 200
     assert message in response.content.decode()
+
+
+def test_a_nul_in_a_search_or_filter_is_no_500(owner, intake_app, client):
+    """PostgreSQL text cannot hold NUL and psycopg refuses it in a query parameter."""
+    page_client, organization, app = owner
+    for url in (
+        _url("issue_list", organization, app) + "?q=a%00b",
+        _url("api_release_list", organization, app) + "?environment=%00",
+    ):
+        assert page_client.get(url).status_code == 200, url
+    latest = _api(intake_app, "releases") + "latest/?environment=%00"
+    response = client.get(latest, HTTP_AUTHORIZATION=f"Bearer {intake_app.app.secret_token}")
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"release": None}

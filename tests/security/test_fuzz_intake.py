@@ -297,7 +297,13 @@ def test_intake_endpoints_never_answer_500(intake_app, client, broker, what, dat
 
 @FUZZ
 @given(
-    query=st.dictionaries(st.text(max_size=15), st.text(max_size=40), max_size=4),
+    query=st.fixed_dictionaries(
+        {}, optional={"environment": st.text(max_size=20) | st.text(max_size=8).map(lambda text: f"{text}\x00")}
+    ).flatmap(
+        lambda known: st.dictionaries(st.text(max_size=15), st.text(max_size=40), max_size=3).map(
+            lambda extra: {**extra, **known}
+        )
+    ),
     method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]),
     path=st.sampled_from(["errors", "transactions", "releases", "releases/latest"]),
     authorization=st.sampled_from(["", "Bearer ", "Bearer \x00", "Basic x", "token"]) | st.text(max_size=30),
