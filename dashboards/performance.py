@@ -128,6 +128,8 @@ def time_range_parse(params, *, now: datetime | None = None) -> tuple[TimeRange,
             return TimeRange("custom", _floor(start, step), _ceil(end, step), step), problem
         key = DEFAULT_RANGE
     if key not in RANGES:
+        if key and not problem:
+            problem = f"The range must be one of {', '.join(RANGES)} or a custom one; showing the last 24 h."
         key = DEFAULT_RANGE
     span, step = RANGES[key]
     end = _floor(now, step) + timedelta(seconds=step)

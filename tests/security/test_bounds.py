@@ -180,6 +180,13 @@ def test_performance_ranges_out_of_bounds_say_so(owner, query):
             assert "range" in response.content.decode().lower()
 
 
+def test_an_unknown_performance_range_says_so(owner):
+    client, organization, app = owner
+    response = client.get(_url("performance", organization, app) + "?range=1y")
+    assert response.status_code == 200
+    assert "The range must be one of 1h, 24h, 7d, 30d or a custom one" in response.content.decode()
+
+
 def test_a_range_far_in_the_future_is_refused_with_a_message(owner):
     client, organization, app = owner
     response = client.get(_url("performance", organization, app) + "?from=9999-12-01T00:00&to=9999-12-31T23:59")
