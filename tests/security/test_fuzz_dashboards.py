@@ -112,6 +112,7 @@ def site(db, client):
             path_fill(route, {p: ids.get(p, "junk-token") for p in route.params}),
         )
     client.force_login(user)
+    client.session_ids = ids
     return client, urls
 
 
@@ -147,6 +148,27 @@ def test_every_dashboard_form_takes_any_fields(site, name, form, query):
     response = client.post(f"{url}?{urlencode(query)}", form)
     assert response.status_code < 500, (url, form, response.status_code)
     _served(client, url)
+
+
+@pytest.mark.parametrize("number", [0, 2**31, 2**63, 10**40])
+def test_ids_out_of_every_integer_range_are_404(site, number):
+    """Every page taking a numeric id, given one past 32 or 64 bits: a 404, never an overflow."""
+    from django.urls.converters import IntConverter
+
+    client, _urls = site
+    checked = 0
+    for route in routes_walk():
+        numeric = [name for name in route.params if isinstance(route.converters.get(name), IntConverter)]
+        if not numeric:
+            continue
+        ids = {name: "junk" for name in route.params}
+        ids.update(client.session_ids)
+        for name in numeric:
+            for method in ("get", "post"):
+                response = getattr(client, method)(path_fill(route, {**ids, name: number}))
+                assert response.status_code == 404, (route.route, name, number, response.status_code)
+                checked += 1
+    assert checked >= 10
 
 
 def test_the_walk_covers_the_dashboard(site):
