@@ -8,7 +8,7 @@ Not skippable: hypothesis is a test dependency. See ``test_fuzz_intake.py`` for 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 from urllib.parse import urlencode
 
 import pytest
@@ -169,6 +169,20 @@ def test_ids_out_of_every_integer_range_are_404(site, number):
                 assert response.status_code == 404, (route.route, name, number, response.status_code)
                 checked += 1
     assert checked >= 10
+
+
+@settings(FUZZ, max_examples=300)
+@given(params=queries)
+def test_the_performance_range_is_always_a_sane_range(params):
+    """The pure range parser: whatever is asked, a range inside the bounds a page can draw."""
+    from dashboards.performance import CUSTOM_MAX, time_range_parse
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=dt_timezone.utc)
+    time_range, problem = time_range_parse(params, now=now)
+    assert datetime(2000, 1, 1, tzinfo=dt_timezone.utc) <= time_range.start < time_range.end <= now + timedelta(days=2)
+    assert time_range.end - time_range.start <= CUSTOM_MAX + timedelta(days=2)
+    assert 0 < len(time_range.buckets) <= 24 * 60
+    assert isinstance(problem, str)
 
 
 def test_the_walk_covers_the_dashboard(site):

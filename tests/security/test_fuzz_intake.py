@@ -258,6 +258,21 @@ def test_release_parser_takes_any_form(form):
     _validated_or_refused(release_parse, body=raw, content_type="application/x-www-form-urlencoded", now=NOW, **LIMITS)
 
 
+@FUZZ_PURE
+@given(
+    moment=st.datetimes(timezones=st.none() | st.integers(-1439, 1439).map(lambda m: timezone(timedelta(minutes=m))))
+)
+def test_the_time_rule_converts_or_refuses_any_time(moment):
+    from intake.protocols.moments import moment_check
+
+    try:
+        utc = moment_check(moment, field="when", now=NOW)
+    except ProtocolError as exc:
+        assert exc.status == 400 and "`when`" in exc.message
+        return
+    assert utc.tzinfo == timezone.utc and _in_bounds(utc)
+
+
 # --- Through the endpoints -------------------------------------------------------------------
 
 
