@@ -22,7 +22,11 @@ from rest_framework.response import Response
 from accounts.selectors import app_for_member
 from processing.models import Commit, CommitFile, Release
 
+from .selectors import text_param
+
 PAGE_SIZE = 100
+# Release.environment's length: a longer value matches nothing.
+ENVIRONMENT_MAX = 100
 
 
 class CommitFileSerializer(serializers.ModelSerializer):
@@ -68,7 +72,7 @@ def release_list(request: Request, org_id: str, app_id: str) -> Response:
     releases = Release.objects.filter(app=app)
     environment = request.query_params.get("environment")
     if environment is not None:
-        releases = releases.filter(environment=environment)
+        releases = releases.filter(environment=text_param(environment, limit=ENVIRONMENT_MAX))
     releases = releases.annotate(commit_count=Count("release_commits")).order_by("-deployed_at", "-deploy_order")
     return Response({"results": ReleaseSerializer(releases[:PAGE_SIZE], many=True).data})
 

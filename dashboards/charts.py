@@ -36,6 +36,17 @@ class BarChart:
     markers: list = field(default_factory=list)
 
 
+def moment_shift(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, saturating at the ends of datetime's range instead of raising: a time
+    stored near year 1 or 9999 (written before the intake bounded them, or by hand) must not
+    break a page."""
+    try:
+        return moment + delta
+    except OverflowError:
+        edge = datetime.max if delta > timedelta(0) else datetime.min
+        return edge.replace(tzinfo=moment.tzinfo)
+
+
 def hour_floor(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 

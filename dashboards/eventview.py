@@ -60,7 +60,9 @@ def _as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    # ASCII digits only ("²" is a digit to isdigit, not to int), and few enough for int() to
+    # take (it refuses strings over 4300 digits).
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) <= 30:
         return int(value)
     return None
 

@@ -29,6 +29,10 @@ MINUTE, HOUR, DAY = 60, 3600, 86400
 RANGES = {"1h": (HOUR, MINUTE), "24h": (DAY, HOUR), "7d": (7 * DAY, HOUR), "30d": (30 * DAY, DAY)}
 DEFAULT_RANGE = "24h"
 CUSTOM_MAX = timedelta(days=90)
+# No rollup is older than the intake's earliest accepted time, or newer than now: a custom range
+# outside these holds nothing, and its arithmetic (buckets, steps) would overflow near year 9999.
+CUSTOM_EARLIEST = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+CUSTOM_FUTURE = timedelta(days=1)
 QUANTILES = (0.5, 0.95, 0.99)
 TABLE_SORTS = {
     "impact": "Impact",
@@ -89,13 +93,15 @@ def _step_for(start: datetime, end: datetime, now: datetime) -> int:
 
 
 def _parse_moment(value: str) -> datetime | None:
+    """An ISO 8601 time in UTC, or None when it is malformed or its offset overflows year 1 or
+    9999 (``0001-01-01T00:00+23:59`` parses but has no UTC time)."""
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=dt_timezone.utc)
+        return moment.astimezone(dt_timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt_timezone.utc)
-    return moment.astimezone(dt_timezone.utc)
 
 
 def time_range_parse(params, *, now: datetime | None = None) -> tuple[TimeRange, str]:
@@ -109,6 +115,11 @@ def time_range_parse(params, *, now: datetime | None = None) -> tuple[TimeRange,
         end = _parse_moment(params.get("to", "")) if params.get("to") else now
         if start is None or end is None or start >= end:
             problem = "The custom range needs `from` before `to` (e.g. 2026-11-20T08:00); showing the last 24 h."
+        elif start < CUSTOM_EARLIEST or end > now + CUSTOM_FUTURE:
+            problem = (
+                f"The custom range must lie between {CUSTOM_EARLIEST:%Y-%m-%d} and now "
+                f"({now:%Y-%m-%d %H:%M} UTC); showing the last 24 h."
+            )
         else:
             if end - start > CUSTOM_MAX:
                 start = end - CUSTOM_MAX
@@ -117,6 +128,8 @@ def time_range_parse(params, *, now: datetime | None = None) -> tuple[TimeRange,
             return TimeRange("custom", _floor(start, step), _ceil(end, step), step), problem
         key = DEFAULT_RANGE
     if key not in RANGES:
+        if key and not problem:
+            problem = f"The range must be one of {', '.join(RANGES)} or a custom one; showing the last 24 h."
         key = DEFAULT_RANGE
     span, step = RANGES[key]
     end = _floor(now, step) + timedelta(seconds=step)
@@ -169,9 +182,10 @@ class Stats:
         self.sketch.add_encoded(blob)
 
     def add_spans(self, base: float, spans: dict | None) -> None:
-        self.span_base += base
-        for kind, ms in (spans or {}).items():
-            self.span_ms[kind] = self.span_ms.get(kind, 0.0) + ms
+        # Stored JSON may hold anything: only finite numbers count.
+        self.span_base += _num(base)
+        for kind, ms in (spans.items() if isinstance(spans, dict) else ()):
+            self.span_ms[kind] = self.span_ms.get(kind, 0.0) + _num(ms)
 
     def finish(self) -> "Stats":
         self.p50, self.p95, self.p99 = self.sketch.quantiles(list(QUANTILES))

@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts.selectors import app_for_member
 
 from . import performance as perf
+from .selectors import id_parse
 
 LINE_CSS = {"avg": "avg", "p50": "p50", "p95": "p95", "p99": "p99", "requests/min": "rpm"}
 
@@ -105,9 +106,10 @@ def transaction_detail(request: HttpRequest, org_id: str, app_id: str, transacti
     selected = None
     trace_param = request.GET.get("trace", "")
     if trace_param:
-        if not trace_param.isdigit():
+        trace_id = id_parse(trace_param)
+        if trace_id is None:
             raise Http404("No such trace")
-        selected = perf.trace_for_name(name=name, trace_id=int(trace_param))
+        selected = perf.trace_for_name(name=name, trace_id=trace_id)
         if selected is None:
             raise Http404("No such trace")
     elif traces:

@@ -32,9 +32,10 @@ from processing.models import (
     Release,
     ReleaseCommit,
 )
+from processing.releases import release_delete
 
 from . import selectors
-from .charts import BarChart
+from .charts import BarChart, moment_shift
 from .aliases import AliasRefused, alias_add
 from .issue_actions import issue_assign, issue_resolve_next_release
 
@@ -111,7 +112,7 @@ def release_rows(*, app: App, limit: int = RELEASES_PER_PAGE) -> list[ReleaseRow
     now = timezone.now()
     rows = []
     for release in releases:
-        after_end = min(_next_release_at(release) or now, release.deployed_at + RATE_WINDOW, now)
+        after_end = min(_next_release_at(release) or now, moment_shift(release.deployed_at, RATE_WINDOW), now)
         rows.append(
             ReleaseRow(
                 release=release,
@@ -119,7 +120,7 @@ def release_rows(*, app: App, limit: int = RELEASES_PER_PAGE) -> list[ReleaseRow
                 authors=authors.get(release.pk, []),
                 new_issues=new_by_key.get((release.version, release.environment), 0),
                 regressed_issues=regressed.get(release.version, 0),
-                rate_before=_errors_per_hour(app=app, start=release.deployed_at - RATE_WINDOW, end=release.deployed_at),
+                rate_before=_errors_per_hour(app=app, start=moment_shift(release.deployed_at, -RATE_WINDOW), end=release.deployed_at),
                 rate_after=_errors_per_hour(app=app, start=release.deployed_at, end=after_end),
             )
         )
@@ -146,6 +147,9 @@ def endpoint_p95_changes(*, app: App, release: Release) -> list[EndpointChange]:
     from . import performance
 
     minute = 60
+    if not performance.CUSTOM_EARLIEST <= release.deployed_at <= timezone.now() + performance.CUSTOM_FUTURE:
+        # No rollups exist that far out, and the ranges around it would overflow.
+        return []
     start = release.deployed_at.replace(second=0, microsecond=0)
     end = min(_next_release_at(release) or timezone.now(), start + RATE_WINDOW, timezone.now())
     end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -238,6 +242,44 @@ def release_detail(request: HttpRequest, org_id: str, app_id: str, release_id: i
             "regressions": regressions,
             "endpoints": endpoint_p95_changes(app=app, release=release),
             "ordering_rule": ORDERING_RULE,
+            "is_owner": member_is_owner(user=request.user, app=app),
+        },
+    )
+
+
+def member_is_owner(*, user: User, app: App) -> bool:
+    return Membership.objects.filter(
+        organization_id=app.organization_id,
+        user=user,
+        role=Membership.Role.OWNER,
+    ).exists()
+
+
+@login_required
+def release_delete_view(request: HttpRequest, org_id: str, app_id: str, release_id: int) -> HttpResponse:
+    """GET asks (a page with the release and a form), POST deletes; owners only. A plain form,
+    not a JavaScript confirm(), so it works without scripts and cannot be skipped by a script."""
+    app = app_for_member(request.user, org_id, app_id)
+    release = release_for_app(app=app, release_id=release_id)
+    if release is None:
+        raise Http404("No such release")
+    if request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    if not member_is_owner(user=request.user, app=app):
+        return HttpResponse("Only owners delete releases.", status=403, content_type="text/plain")
+    if request.method == "POST":
+        version = release.version
+        release_delete(release=release)
+        messages.success(request, f"Release {version} was deleted.")
+        return redirect("dashboards:release_list", app.organization.public_id, app.public_id)
+    return render(
+        request,
+        "dashboards/release_delete.html",
+        {
+            "app": app,
+            "organization": app.organization,
+            "release": release,
+            "commit_count": ReleaseCommit.objects.filter(release=release).count(),
         },
     )
 
@@ -251,7 +293,7 @@ def issue_assign_view(request: HttpRequest, org_id: str, app_id: str, issue_id: 
     raw = request.POST.get("assignee", "")
     assignee = None
     if raw:
-        assignee = User.objects.filter(pk=int(raw) if raw.isdigit() else 0, memberships__organization_id=app.organization_id).first()
+        assignee = User.objects.filter(pk=selectors.id_parse(raw) or 0, memberships__organization_id=app.organization_id).first()
         if assignee is None:
             return HttpResponse("The assignee must be a member of this organization.", status=400, content_type="text/plain")
     issue_assign(issue=issue, assignee=assignee)
@@ -325,9 +367,7 @@ def alert_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpRespon
     app = app_for_member(request.user, org_id, app_id)
     if request.method not in ("GET", "HEAD", "POST"):
         return HttpResponseNotAllowed(["GET", "POST"])
-    is_owner = Membership.objects.filter(
-        organization_id=app.organization_id, user=request.user, role=Membership.Role.OWNER
-    ).exists()
+    is_owner = member_is_owner(user=request.user, app=app)
     policy = AppAlertSettings.objects.filter(app=app).first() or AppAlertSettings(app=app)
     subscription = AlertSubscription.objects.filter(app=app, user=request.user).first()
     mode = subscription.mode if subscription else AlertSubscription.Mode.ALL
@@ -365,7 +405,7 @@ def alert_settings(request: HttpRequest, org_id: str, app_id: str) -> HttpRespon
                 messages.success(request, f"We sent a link to {alias.email}: the address is used once you follow it.")
                 return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
         elif section == "alias-remove":
-            EmailAlias.objects.filter(user=request.user, pk=request.POST.get("alias") or 0).delete()
+            EmailAlias.objects.filter(user=request.user, pk=selectors.id_parse(request.POST.get("alias")) or 0).delete()
             return redirect("dashboards:alert_settings", app.organization.public_id, app.public_id)
         else:
             return HttpResponse("Unknown form.", status=400, content_type="text/plain")

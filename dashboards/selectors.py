@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.core.paginator import Page, Paginator
@@ -22,6 +22,19 @@ from accounts.selectors import app_for_member
 from processing.models import Event, Issue, IssueHourly, RejectionCount
 
 from .charts import hour_floor
+
+class CounterSum(Sum):
+    """SUM of 64-bit counters. PostgreSQL sums bigints as numeric; SQLite's SUM raises "integer
+    overflow" past 2**63 and would take the page down, so there it is TOTAL (a float)."""
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return super().as_sql(compiler, connection, function="TOTAL", **extra_context)
+
+
+def _count(value) -> int:
+    # TOTAL is a float and numeric sums may be Decimal: the page shows whole numbers.
+    return int(value or 0)
+
 
 ISSUE_SORTS = {
     # sort name -> ordering; each is backed by an (app, status, <column>) index on Issue.
@@ -35,26 +48,46 @@ ISSUES_PER_PAGE = 25
 SEARCH_MAX_CHARS = 200
 
 
+def id_parse(value: object) -> int | None:
+    """A row id typed by a person (query string or form), or None: ASCII digits only ("²" is a
+    digit to ``str.isdigit`` but not to ``int``) and at most 18 of them, so the lookup stays in
+    the 64-bit range every database takes."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
+
+
+def text_param(value: str, *, limit: int) -> str:
+    """A text typed by a person, as a query can compare it: NUL removed (PostgreSQL text cannot
+    hold it, so no stored value contains one, and psycopg refuses it in a parameter), capped."""
+    return value.replace("\x00", "")[:limit]
+
+
 @dataclass
 class IssueListQuery:
     status: str = Issue.Status.UNRESOLVED
     sort: str = "last_seen"
     search: str = ""
     page: int = 1
+    # What was asked for but could not be shown, in words for the page.
+    problems: list[str] = field(default_factory=list)
 
 
 def issue_list_query_parse(params) -> IssueListQuery:
-    """The list's filters from the query string; unknown values fall back to the defaults."""
+    """The list's filters from the query string; unknown values fall back to the defaults, and
+    a malformed page number says so."""
     status = params.get("status", Issue.Status.UNRESOLVED)
     sort = params.get("sort", "last_seen")
-    try:
-        page = max(int(params.get("page", "1")), 1)
-    except ValueError:
+    problems = []
+    page = id_parse(params.get("page", "1").strip())
+    if page is None or page < 1:
+        problems.append("The page must be a number from 1; showing the first page.")
         page = 1
     return IssueListQuery(
+        problems=problems,
         status=status if status in ISSUE_STATUSES else Issue.Status.UNRESOLVED,
         sort=sort if sort in ISSUE_SORTS else "last_seen",
-        search=params.get("q", "").strip()[:SEARCH_MAX_CHARS],
+        search=text_param(params.get("q", "").strip(), limit=SEARCH_MAX_CHARS),
         page=page,
     )
 
@@ -77,7 +110,10 @@ def issues_filter(*, app: App, query: IssueListQuery) -> QuerySet[Issue]:
 def issues_page(*, app: App, query: IssueListQuery) -> Page:
     """Two queries: the count of matching issues, then one page of them."""
     paginator = Paginator(issues_filter(app=app, query=query), ISSUES_PER_PAGE)
-    return paginator.get_page(query.page)
+    page = paginator.get_page(query.page)
+    if page.number != query.page:
+        query.problems.append(f"There is no page {query.page}; showing page {page.number}.")
+    return page
 
 
 def issues_hourly_counts(*, app: App, issue_ids: list[int], since: datetime) -> dict[int, dict[datetime, int]]:
@@ -131,28 +167,30 @@ def issue_hourly_counts(*, issue: Issue, since: datetime) -> dict[datetime, int]
 def app_exception_types(*, app: App, limit: int = 8) -> list[dict]:
     """The most common exception types by events, summed over the app's issues (one row per issue,
     so this reads issues, never events)."""
-    return list(
+    rows = (
         Issue.objects.filter(
             app=app,
         )
         .exclude(exception_type="")
         .values("exception_type")
-        .annotate(events=Sum("event_count"))
+        .annotate(events=CounterSum("event_count"))
         .order_by("-events", "exception_type")[:limit]
     )
+    return [{**row, "events": _count(row["events"])} for row in rows]
 
 
 def app_rejections(*, app: App, since: datetime) -> list[dict]:
     """Requests the intake refused since ``since``, per reason, on the (app, reason, hour) unique index."""
-    return list(
+    rows = (
         RejectionCount.objects.filter(
             app=app,
             hour__gte=since,
         )
         .values("reason")
-        .annotate(total=Sum("count"))
+        .annotate(total=CounterSum("count"))
         .order_by("-total", "reason")
     )
+    return [{**row, "total": _count(row["total"])} for row in rows]
 
 
 def issue_for_app(*, app: App, issue_id: int) -> Issue | None:

@@ -45,6 +45,11 @@ urlpatterns = [
     ),
     path("orgs/<str:org_id>/apps/<str:app_id>/releases/", releases.release_list, name="release_list"),
     path("orgs/<str:org_id>/apps/<str:app_id>/releases/<int:release_id>/", releases.release_detail, name="release_detail"),
+    path(
+        "orgs/<str:org_id>/apps/<str:app_id>/releases/<int:release_id>/delete/",
+        releases.release_delete_view,
+        name="release_delete",
+    ),
     path("orgs/<str:org_id>/apps/<str:app_id>/alerts/", releases.alert_settings, name="alert_settings"),
     path("verify-alias/<str:token>/", aliases.alias_verify_view, name="alias_verify"),
     path("orgs/<str:org_id>/apps/<str:app_id>/issues/<int:issue_id>/assign/", releases.issue_assign_view, name="issue_assign"),

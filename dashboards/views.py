@@ -12,7 +12,7 @@ import uuid
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -40,6 +40,7 @@ def issue_list(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
     query = selectors.issue_list_query_parse(request.GET)
     chart_range = request.GET.get("range", "24h")
     if chart_range not in CHART_RANGES:
+        query.problems.append(f"The range must be one of {', '.join(CHART_RANGES)}; showing 24h.")
         chart_range = "24h"
 
     page = selectors.issues_page(app=app, query=query)
@@ -167,6 +168,9 @@ def issue_status(request: HttpRequest, org_id: str, app_id: str, issue_id: int) 
     # A plain resolve or reopen replaces a "resolve in the next release".
     issue_release_resolution_clear(issue=issue)
     target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    # A path on this site only: redirect() would take "0" or "home" for a view name to reverse.
+    if not target.startswith("/") or not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         target = reverse("dashboards:issue_detail", args=[app.organization.public_id, app.public_id, issue.id])
-    return redirect(target)
+    return HttpResponseRedirect(target)

@@ -51,7 +51,8 @@ def release_latest(request: HttpRequest, *, app: AppCredentials, organization_id
     """``{"release": null}`` or ``{"release": {"version", "environment", "deployed_at", "head_commit"}}``."""
     from processing.models import Release, ReleaseCommit
 
-    environment = request.GET.get("environment", "")[: protocol.MAX_ENVIRONMENT_CHARS]
+    # Stored environments never contain NUL (the parser drops it), and psycopg refuses it in a query.
+    environment = request.GET.get("environment", "").replace("\x00", "")[: protocol.MAX_ENVIRONMENT_CHARS]
     release = Release.objects.filter(app_id=app.pk, environment=environment).order_by("-deploy_order").first()
     if release is None:
         return json_response({"release": None}, status=200)

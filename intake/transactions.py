@@ -13,6 +13,7 @@ This module never touches the database.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -33,6 +34,7 @@ def transactions_create(
         body=body,
         content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""),
         max_bytes=limits["max_transactions_bytes"],
+        now=datetime.now(tz=timezone.utc),
     )
     envelope = queue.envelope_new(kind="transactions", app_id=app.pk, received_at=time.time(), data=data)
     queue.events_enqueue([envelope])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
+from datetime import datetime, timezone
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -76,6 +77,7 @@ def errors_create(request: HttpRequest, *, app: AppCredentials, organization_id:
         max_bytes=limits["max_error_bytes"],
         max_json_depth=limits["max_json_depth"],
         max_frames=limits["max_frames"],
+        now=datetime.now(tz=timezone.utc),
     )
     envelope = queue.envelope_new(kind="error", app_id=app.pk, received_at=time.time(), data=event)
     queue.events_enqueue([envelope])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any
 
 from django.db import transaction
@@ -29,14 +29,24 @@ from .models import Commit, CommitFile, Issue, IssueFollowup, Release, ReleaseCo
 logger = logging.getLogger(__name__)
 
 
-def _when(value: Any, default: datetime) -> datetime:
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return default
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt_timezone.utc)
-    return default
+# The intake refuses times outside these (``intake.protocols.moments``); a message queued before
+# it did, or written by hand, gets the default instead of a time that breaks date arithmetic.
+_EARLIEST = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+_COMMIT_EARLIEST = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+_FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def _when(value: Any, default: datetime, *, earliest: datetime = _EARLIEST) -> datetime:
+    """An ISO time from the envelope in UTC, or ``default`` when it is missing, malformed or out
+    of [``earliest``, ``default`` + a day] (``default`` is the receive or deploy time)."""
+    if not isinstance(value, str) or not value:
+        return default
+    try:
+        parsed = datetime.fromisoformat(value)
+        parsed = parsed.astimezone(dt_timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=dt_timezone.utc)
+    except (ValueError, OverflowError):
+        return default
+    return parsed if earliest <= parsed <= default + _FUTURE_TOLERANCE else default
 
 
 def envelope_release_store(*, envelope: Any) -> Release | None:
@@ -48,14 +58,14 @@ def envelope_release_store(*, envelope: Any) -> Release | None:
         if not isinstance(received, (int, float)) or not math.isfinite(received):
             raise ValueError("received_at is not a number")
         version = str(data["version"])[:200]
-    except (KeyError, TypeError, ValueError) as exc:
+        received_at = datetime.fromtimestamp(received, tz=dt_timezone.utc)
+    except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
         logger.warning("release_store: skipped a malformed envelope: %s", exc)
         return None
     app = App.objects.filter(pk=app_id).first()
     if app is None:
         logger.warning("release_store: app %s no longer exists; release %r skipped", app_id, version)
         return None
-    received_at = datetime.fromtimestamp(received, tz=dt_timezone.utc)
     commits = [commit for commit in data.get("commits") or [] if isinstance(commit, dict) and commit.get("sha")]
     return release_store(
         app=app,
@@ -109,7 +119,7 @@ def release_store(
             author_name=c.get("author_name", ""),
             author_email=(c.get("author_email") or "").lower(),
             message=c.get("message", ""),
-            timestamp=_when(c.get("timestamp"), deployed_at),
+            timestamp=_when(c.get("timestamp"), deployed_at, earliest=_COMMIT_EARLIEST),
         )
         for c in commits
         if c["sha"] not in existing
@@ -131,6 +141,14 @@ def release_store(
         ignore_conflicts=True,
     )
     return release
+
+
+@transaction.atomic
+def release_delete(*, release: Release) -> None:
+    """Remove a release (one reported by mistake, or with a wrong time). Its commits stay: they
+    are the app's, and another release may list them; issues to be resolved "in the next
+    release" after it fall back to a plain resolve (``resolved_in_release`` is set to null)."""
+    release.delete()
 
 
 def release_for(*, app_id: int, version: str, environment: str) -> Release | None:

@@ -80,10 +80,19 @@ class Sketch:
         self.zero_count += zero_count
 
     def add_encoded(self, blob: bytes | memoryview | None) -> None:
+        """Merge a stored sketch. One that is not in the stored form (truncated, another item
+        size, bins outside ``KEY_MIN .. KEY_MAX``) is left out rather than raising or growing
+        the array to its claimed span: a corrupt row must not break a page or its memory."""
         if not blob:
             return
         blob = bytes(blob)
+        if len(blob) < _HEADER.size:
+            return
         size, first, zero = _HEADER.unpack_from(blob)
+        if size not in (4, 8) or (len(blob) - _HEADER.size) % size:
+            return
+        if (len(blob) - _HEADER.size) and not KEY_MIN <= first <= first + (len(blob) - _HEADER.size) // size - 1 <= KEY_MAX:
+            return
         counts = np.frombuffer(blob, dtype="<u4" if size == 4 else "<u8", offset=_HEADER.size)
         if len(counts):
             self._cover(first, first + len(counts) - 1)
@@ -135,7 +144,9 @@ class Sketch:
         total = self.binned
         if total == 0:
             return [None for _ in qs]
-        cumulative = np.cumsum(self.counts) + self.zero_count
+        # In floats: exact below 2**53 requests, and a zero count summed past 2**64 (rows
+        # corrupted or merged over centuries) cannot overflow numpy's integers.
+        cumulative = np.cumsum(self.counts, dtype=np.float64) + float(self.zero_count)
         out: list[float | None] = []
         for q in qs:
             rank = q * (total - 1)

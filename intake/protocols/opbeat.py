@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
 import msgspec
 import orjson
+
+from .moments import moment_check
+from .refusal import ProtocolError
 
 # Inflate in 64 KiB steps: large enough to be fast, small enough that a bomb costs nothing.
 CHUNK_BYTES = 64 * 1024
@@ -33,21 +36,6 @@ MAX_LINE_CHARS = 1_000
 TRUNCATED_MARK = "…"
 
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-class ProtocolError(Exception):
-    """The body cannot be accepted. ``status`` is the HTTP status to answer (400, 413, 415) and
-    the message says what is wrong, naming the field when there is one."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-    @property
-    def reason(self) -> str:
-        # The rejection counter's vocabulary (shown on the dashboard as "dropped: too large 12").
-        return "too_large" if self.status == 413 else "invalid"
 
 
 # --- Schema: the fields we read, with their types. Everything is optional. ------------------
@@ -317,9 +305,11 @@ def error_parse(
     max_bytes: int,
     max_json_depth: int,
     max_frames: int,
+    now: datetime | None = None,
 ) -> dict:
     """Decompress, parse and validate one errors body; return the event as a dict (unknown
-    fields kept, long strings and frame lists capped). Raises ``ProtocolError``."""
+    fields kept, long strings and frame lists capped, ``timestamp`` within
+    ``moments.moment_check``'s bounds around ``now``). Raises ``ProtocolError``."""
     if not body:
         raise ProtocolError(400, "empty body; expected a JSON object describing one error")
     raw = body_decompress(body=body, content_encoding=content_encoding, max_bytes=max_bytes)
@@ -337,9 +327,12 @@ def error_parse(
     # before measuring the depth is safe.
     _json_depth_check(value=event, max_depth=max_json_depth)
     try:
-        msgspec.convert(event, ErrorEvent)
+        validated = msgspec.convert(event, ErrorEvent)
     except msgspec.ValidationError as exc:
         raise ProtocolError(400, f"invalid event: {exc}") from None
+    if validated.timestamp is not None:
+        # Kept as sent: within these bounds the worker's conversion to UTC cannot overflow.
+        moment_check(validated.timestamp, field="timestamp", now=now or _utcnow())
     if not (event.get("message") or event.get("param_message") or event.get("exception")):
         raise ProtocolError(400, "an error needs at least one of `message`, `param_message` or `exception`")
     try:
@@ -354,6 +347,11 @@ def error_parse(
         event = _strings_clean(event)
     _event_cap(event, max_frames=max_frames)
     return event
+
+
+def _utcnow() -> datetime:
+    # Only when the caller passes no ``now`` (the views always do).
+    return datetime.now(tz=timezone.utc)
 
 
 def headers_content_encoding(headers: Mapping[str, str]) -> str:

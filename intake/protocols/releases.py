@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from .moments import COMMIT_EARLIEST, moment_check
 from .opbeat import ProtocolError, body_decompress
 
 MAX_COMMITS = 5_000
@@ -80,7 +81,7 @@ def release_parse(*, body: bytes, content_type: str = "", content_encoding: str 
          "commits": [{"sha", "author_name", "author_email", "message", "timestamp" (ISO or None),
                       "files": [{"path", "status", "hunks": [[4 ints], ...]}]}]}
 
-    Raises ``ProtocolError``."""
+    Times are bounded by ``moments.moment_check`` around ``now``. Raises ``ProtocolError``."""
     if not body:
         raise ProtocolError(400, "empty body; send at least `rev` (or `version`)")
     raw = body_decompress(body=body, content_encoding=content_encoding, max_bytes=max_bytes)
@@ -105,9 +106,7 @@ def release_parse(*, body: bytes, content_type: str = "", content_encoding: str 
         raise ProtocolError(400, "a release needs `version` (or the original tracker's `rev`)")
     if len(release.commits) > MAX_COMMITS:
         raise ProtocolError(413, f"{len(release.commits)} commits is over the limit of {MAX_COMMITS} per release")
-    deployed_at = release.deployed_at or now
-    if deployed_at.tzinfo is None:
-        deployed_at = deployed_at.replace(tzinfo=timezone.utc)
+    deployed_at = now if release.deployed_at is None else moment_check(release.deployed_at, field="deployed_at", now=now)
     commits = []
     seen: set[str] = set()
     for index, commit in enumerate(release.commits):
@@ -142,8 +141,8 @@ def release_parse(*, body: bytes, content_type: str = "", content_encoding: str 
                 }
             )
         timestamp = commit.timestamp
-        if timestamp is not None and timestamp.tzinfo is None:
-            timestamp = timestamp.replace(tzinfo=timezone.utc)
+        if timestamp is not None:
+            timestamp = moment_check(timestamp, field=f"commits[{index}].timestamp", now=now, earliest=COMMIT_EARLIEST)
         commits.append(
             {
                 "sha": sha,

@@ -42,6 +42,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from .moments import moment_check
 from .opbeat import ProtocolError, body_decompress
 
 # The server's sketch: bins of 1 % relative width, as the agent's default (agent/opbeat_agent/sketch.py).
@@ -232,7 +233,8 @@ def _dialect(raw: bytes) -> str:
 
 def _stack_clean(frames: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     out = []
-    for frame in (frames or [])[:STACK_FRAMES_MAX]:
+    # The original agent's ``extra._frames`` is not typed by the schema: anything but an object is skipped.
+    for frame in [frame for frame in frames or [] if isinstance(frame, dict)][:STACK_FRAMES_MAX]:
         lineno = frame.get("lineno")
         out.append(
             {
@@ -430,7 +432,8 @@ def _original_traces(traces: list[_OriginalTrace], minutes: dict[str, int]) -> t
             own = sum(span for span, _ in group.durations)
             kinds["app" if is_root else (_cut(group.kind, KIND_MAX) or "other")] += max(own - children.get(path, 0.0), 0.0)
         base = sum(span for root in roots for span, _ in root.durations)
-        start_ms = next((r.start_time for r in roots if r.start_time), None)
+        # The roots' start_time is epoch ms; anything else (0, negative, past year 2109) is no time.
+        start_ms = next((r.start_time for r in roots if r.start_time and 0 < r.start_time < 2**42), None)
         minute = minutes.get(name) or (int(start_ms / 1000 // 60) * 60 if start_ms else 0)
         if minute:
             breakdowns.append({"transaction": name, "minute": minute, "base": base, "kinds": dict(kinds)})
@@ -470,7 +473,7 @@ def _original_traces(traces: list[_OriginalTrace], minutes: dict[str, int]) -> t
                 "transaction": name,
                 "result": "",
                 "kind": "request",
-                "timestamp": start_ms / 1000.0 if 0 < start_ms < 2**42 else minute,
+                "timestamp": start_ms / 1000.0,
                 "duration": min(slowest, DURATION_MAX),
                 "spans": spans,
                 "spans_dropped": 0,
@@ -509,9 +512,23 @@ def _original_normalize(body: _OriginalBody) -> dict:
     }
 
 
-def transactions_parse(*, body: bytes, content_encoding: str = "", max_bytes: int) -> dict:
+def _moments_check(body: _AgentBody | _OriginalBody, now: datetime) -> None:
+    """Every timestamp of the body in UTC and within ``moments.moment_check``'s bounds, in place."""
+    if isinstance(body, _AgentBody):
+        for index, histogram in enumerate(body.histograms):
+            histogram.timestamp = moment_check(histogram.timestamp, field=f"histograms[{index}].timestamp", now=now)
+        for index, trace in enumerate(body.traces):
+            trace.timestamp = moment_check(trace.timestamp, field=f"traces[{index}].timestamp", now=now)
+    else:
+        for index, item in enumerate(body.transactions):
+            item.timestamp = moment_check(item.timestamp, field=f"transactions[{index}].timestamp", now=now)
+
+
+def transactions_parse(*, body: bytes, content_encoding: str = "", max_bytes: int, now: datetime | None = None) -> dict:
     """Decompress (streaming, capped at ``max_bytes``), validate and normalize one transactions
-    body of either dialect. Raises ``ProtocolError`` (400, 413, 415)."""
+    body of either dialect; timestamps are bounded around ``now`` (``moments.moment_check``).
+    Raises ``ProtocolError`` (400, 413, 415)."""
+    now = now or datetime.now(tz=timezone.utc)
     if not body:
         raise ProtocolError(400, "empty body; expected a JSON object with `transactions` or `histograms`")
     raw = body_decompress(body=body, content_encoding=content_encoding, max_bytes=max_bytes)
@@ -519,5 +536,9 @@ def transactions_parse(*, body: bytes, content_encoding: str = "", max_bytes: in
         # Names and SQL become database text, which cannot hold NUL.
         raw = raw.replace(b"\\u0000", b"")
     if _dialect(raw) == "opbeat-agent":
-        return _agent_normalize(_decode(raw, _AgentBody))
-    return _original_normalize(_decode(raw, _OriginalBody))
+        agent_body = _decode(raw, _AgentBody)
+        _moments_check(agent_body, now)
+        return _agent_normalize(agent_body)
+    original_body = _decode(raw, _OriginalBody)
+    _moments_check(original_body, now)
+    return _original_normalize(original_body)
