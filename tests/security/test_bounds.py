@@ -37,7 +37,7 @@ def _post(client, intake_app, what: str, body: dict, *, compress: bool = False):
     raw = json.dumps(body).encode()
     return client.generic(
         "POST", _api(intake_app, what), zlib.compress(raw) if compress else raw,
-        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {intake_app.app.secret_token}",
+        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {intake_app.token}",
     )  # fmt: skip
 
 
@@ -287,6 +287,6 @@ def test_a_nul_in_a_search_or_filter_is_no_500(owner, intake_app, client):
     ):
         assert page_client.get(url).status_code == 200, url
     latest = _api(intake_app, "releases") + "latest/?environment=%00"
-    response = client.get(latest, HTTP_AUTHORIZATION=f"Bearer {intake_app.app.secret_token}")
+    response = client.get(latest, HTTP_AUTHORIZATION=f"Bearer {intake_app.token}")
     assert response.status_code == 200
     assert json.loads(response.content) == {"release": None}

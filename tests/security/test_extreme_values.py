@@ -124,7 +124,9 @@ def extremes(db, client):
     app.events_per_minute = INT
     app.token_rotated_at = MIN
     app.save()
-    Invite.objects.create(organization=organization, email="odd@x.example", invited_by=user)
+    # Pending invites at both ends of time (the org page lists them with their expiry).
+    Invite.objects.create(organization=organization, email="odd@x.example", invited_by=user, token_hash="f" * 64, expires_at=MAX)
+    Invite.objects.create(organization=organization, email="old@x.example", invited_by=user, token_hash="e" * 64, sent_at=MIN, expires_at=MIN)
     now = dj_timezone.now()
     hour = now.replace(minute=0, second=0, microsecond=0)
 

@@ -302,7 +302,7 @@ ENDPOINTS = {
 )
 def test_intake_endpoints_never_answer_500(intake_app, client, broker, what, data, content_type):
     raw, encoding = data.draw(bodies(ENDPOINTS[what]))
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {intake_app.app.secret_token}"}
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {intake_app.token}"}
     if encoding:
         headers["HTTP_CONTENT_ENCODING"] = encoding
     response = client.generic("POST", _endpoint(intake_app, what), raw, content_type=content_type, **headers)
@@ -329,7 +329,7 @@ def test_intake_endpoints_never_answer_500_to_any_request_shape(
     """Wrong methods, tokens and query strings; and the latest-release GET with any parameters."""
     from urllib.parse import urlencode
 
-    good = {"HTTP_AUTHORIZATION": f"Bearer {intake_app.app.secret_token}"}
+    good = {"HTTP_AUTHORIZATION": f"Bearer {intake_app.token}"}
     odd = {"HTTP_AUTHORIZATION": authorization.replace("\n", " ").replace("\r", " ")}
     url = _endpoint(intake_app, path) + "?" + urlencode(query)
     for headers in (good, odd):
@@ -341,6 +341,6 @@ def test_the_intake_still_takes_a_real_body_after_the_fuzzing(intake_app, client
     body = (FIXTURES / "opbeat361_py36_clientapi_00_POST_errors.zlib").read_bytes()
     response = client.generic(
         "POST", _endpoint(intake_app, "errors"), body, content_type="application/octet-stream",
-        HTTP_AUTHORIZATION=f"Bearer {intake_app.app.secret_token}",
+        HTTP_AUTHORIZATION=f"Bearer {intake_app.token}",
     )  # fmt: skip
     assert response.status_code == 202
