@@ -25,6 +25,8 @@ from accounts.models import App
 from processing.models import TransactionName, TransactionRollup, TransactionTrace
 from processing.sketches import Sketch
 
+from .charts import TICK_SPACING, Axes, Rate, figure_format, rate_of, value_axes
+
 MINUTE, HOUR, DAY = 60, 3600, 86400
 RANGES = {"1h": (HOUR, MINUTE), "24h": (DAY, HOUR), "7d": (7 * DAY, HOUR), "30d": (30 * DAY, DAY)}
 DEFAULT_RANGE = "24h"
@@ -36,7 +38,7 @@ CUSTOM_FUTURE = timedelta(days=1)
 QUANTILES = (0.5, 0.95, 0.99)
 TABLE_SORTS = {
     "impact": "Impact",
-    "rpm": "Requests/min",
+    "rpm": "Throughput",
     "avg": "Avg",
     "p95": "p95",
     "p99": "p99",
@@ -59,6 +61,12 @@ class TimeRange:
     @property
     def minutes(self) -> float:
         return (self.end - self.start).total_seconds() / 60
+
+    def minutes_elapsed(self, now: datetime | None = None) -> float:
+        """The minutes of the range up to now: a range ends with the current (partial) step, and
+        a rate over the minutes still to come would read low (a 30-day range ends at midnight)."""
+        end = min(self.end, now or timezone.now())
+        return max((end - self.start).total_seconds(), 60) / 60
 
     @property
     def buckets(self) -> list[datetime]:
@@ -244,8 +252,13 @@ def _rows(*, app: App, pieces, name_ids: list[int] | None, with_spans: bool = Fa
 class NameRow:
     name: TransactionName
     stats: Stats
-    rpm: float
+    rate: Rate
+
     impact: float = 0.0
+
+    @property
+    def rpm(self) -> float:
+        return self.rate.per_minute
 
 
 def names_table(*, app: App, time_range: TimeRange, sort: str = "impact") -> tuple[list[NameRow], Stats, bool]:
@@ -263,6 +276,7 @@ def names_table(*, app: App, time_range: TimeRange, sort: str = "impact") -> tup
         stats.add(count, errors, total, minimum, maximum, blob)
     totals = Stats()
     rows = []
+    minutes = time_range.minutes_elapsed()
     for name_id, stats in per_name.items():
         name = names.get(name_id)
         if name is None or not stats.count:
@@ -271,7 +285,7 @@ def names_table(*, app: App, time_range: TimeRange, sort: str = "impact") -> tup
         if name.name == TransactionName.TOTAL:
             totals = stats
             continue
-        rows.append(NameRow(name=name, stats=stats, rpm=stats.count / time_range.minutes))
+        rows.append(NameRow(name=name, stats=stats, rate=rate_of(count=stats.count, minutes=minutes)))
     # Impact: the time the app spends in a name (avg x throughput = its summed durations),
     # normalized to the largest, so 1.0 is where optimizing saves the most.
     largest = max((row.stats.sketch.sum for row in rows), default=0.0)
@@ -378,6 +392,9 @@ class Line:
     # Values with no value beside them: a polyline through one point draws nothing, so they are
     # drawn as dots (a range with a single busy bucket would otherwise look empty).
     dots: list[tuple[float, float]] = field(default_factory=list)
+    # (x, y, text, dx, anchor) written beside the dot of a series that has a single value: with
+    # no line to read it against, a lone dot's height alone says little.
+    values: list[list] = field(default_factory=list)
 
 
 @dataclass
@@ -390,7 +407,12 @@ class LineChart:
     markers: list[tuple[float, str, datetime]]
     start: datetime
     end: datetime
-    ticks: list[tuple[float, str]]
+    axes: Axes
+    y_label: str = ""
+
+    @property
+    def peak_text(self) -> str:
+        return _fmt(self.peak, self.unit)
 
 
 def _x(position: int, count: int, width: int) -> float:
@@ -406,25 +428,38 @@ def _marker_positions(markers, time_range: TimeRange, width: int) -> list[tuple[
 
 def line_chart_build(
     *, series_values: dict[str, list[float | None]], css: dict[str, str], unit: str, time_range: TimeRange,
-    markers=(), width: int = 720, height: int = 140,
+    markers=(), width: int = 720, height: int = 140, y_label: str = "",
 ) -> LineChart:  # fmt: skip
-    """One polyline per series; a bucket with no requests breaks nothing (it is skipped)."""
+    """One polyline per series over the range's buckets (a bucket with no value is skipped), on
+    axes from 0 to a round value above the peak, ticks in ``unit`` ("ms" or a rate)."""
     peak = max((value for values in series_values.values() for value in values if value is not None), default=0.0)
-    scale = peak * 1.1 if peak > 0 else 1.0
+    top, axes = value_axes(
+        peak=peak, height=height, width=width, start=time_range.start, end=time_range.end,
+        y_label=y_label or unit, unit_format=lambda value: _fmt(value, unit, trim=True),
+    )  # fmt: skip
     lines = []
+    lone_labels: list[list] = []
     for label, values in series_values.items():
         xy = {
-            position: (_x(position, len(values), width), round(height - height * value / scale, 2))
+            position: (_x(position, len(values), width), round(height - height * value / top, 2))
             for position, value in enumerate(values)
             if value is not None
         }
         dots = [point for position, point in xy.items() if position - 1 not in xy and position + 1 not in xy]
-        points = " ".join(f"{x},{y}" for x, y in xy.values())
-        lines.append(Line(label=label, css=css.get(label, ""), points=points, dots=dots))
-    ticks = [(0.0, _fmt(0.0, unit)), (round(height - height * (peak / scale), 2), _fmt(peak, unit))] if peak else []
+        # A polyline through one point draws nothing: such a series is only its dot.
+        points = " ".join(f"{x},{y}" for x, y in xy.values()) if len(xy) > 1 else ""
+        lone = []
+        if len(xy) == 1:
+            [(position, (x, y))] = xy.items()
+            # Written on the side with room: a dot in the right part of the chart gets its value on its left.
+            dx, anchor = (-6, "end") if x > width * 0.6 else (6, "start")
+            lone = [[x, y, _fmt(values[position], unit), dx, anchor]]
+            lone_labels += lone
+        lines.append(Line(label=label, css=css.get(label, ""), points=points, dots=dots, values=lone))
+    _labels_spread(lone_labels)
     return LineChart(
-        width=width, height=height, lines=lines, peak=peak, unit=unit,
-        markers=_marker_positions(markers, time_range, width), start=time_range.start, end=time_range.end, ticks=ticks,
+        width=width, height=height, lines=lines, peak=peak, unit=unit, y_label=y_label or unit,
+        markers=_marker_positions(markers, time_range, width), start=time_range.start, end=time_range.end, axes=axes,
     )  # fmt: skip
 
 
@@ -443,12 +478,27 @@ def kind_colours(kinds: list[str]) -> dict[str, str]:
     return {kind: PALETTE[index % len(PALETTE)] for index, kind in enumerate(kinds)}
 
 
-def stacked_chart_build(*, points: list[Stats], buckets: list[datetime], width: int = 720, height: int = 140) -> tuple[list[StackBar], list[str], float]:
+@dataclass
+class StackedChart:
+    width: int
+    height: int
+    bars: list[StackBar]
+    axes: Axes
+
+
+def stacked_chart_build(
+    *, points: list[Stats], time_range: TimeRange, width: int = 720, height: int = 140
+) -> tuple[StackedChart, list[str], float]:
     """Average time per transaction by span kind, one stacked bar per bucket."""
+    buckets = time_range.buckets
     per_point = [point.kinds_avg() for point in points]
     kinds = sorted({kind for kinds in per_point for kind in kinds}, key=lambda kind: (kind != "app", kind))
     colours = kind_colours(kinds)
     peak = max((sum(kinds_avg.values()) for kinds_avg in per_point), default=0.0)
+    top, axes = value_axes(
+        peak=peak, height=height, width=width, start=time_range.start, end=time_range.end,
+        y_label="ms per request", unit_format=lambda value: _fmt(value, "ms", trim=True),
+    )  # fmt: skip
     slot = width / max(len(points), 1)
     bars = []
     for position, kinds_avg in enumerate(per_point):
@@ -458,11 +508,11 @@ def stacked_chart_build(*, points: list[Stats], buckets: list[datetime], width: 
             ms = kinds_avg.get(kind, 0.0)
             if ms <= 0 or peak <= 0:
                 continue
-            part_height = height * ms / peak
+            part_height = height * ms / top
             y -= part_height
             parts.append((kind, round(y, 2), round(part_height, 2), ms, colours[kind]))
         bars.append(StackBar(x=round(position * slot, 2), width=round(max(slot - 1, 0.5), 2), parts=parts, start=buckets[position]))
-    return bars, kinds, peak
+    return StackedChart(width=width, height=height, bars=bars, axes=axes), kinds, peak
 
 
 @dataclass
@@ -476,20 +526,42 @@ class HistogramBar:
     count: int
 
 
-def histogram_build(*, sketch: Sketch, width: int = 720, height: int = 120) -> list[HistogramBar]:
+@dataclass
+class Histogram:
+    width: int
+    height: int
+    bars: list[HistogramBar]
+    axes: Axes
+
+
+# A tick every so many bars of the histogram (40 log-spaced bars: 5 or so ticks).
+HISTOGRAM_TICK_EVERY = 8
+
+
+def histogram_build(*, sketch: Sketch, width: int = 720, height: int = 120) -> Histogram:
+    """The latency distribution in log-spaced bars; the x ticks are the bars' lower edges."""
     bars = sketch.histogram(buckets=40)
     peak = max((count for _, _, count in bars), default=0)
     slot = width / max(len(bars), 1)
+    x_ticks = [(round(position * slot, 2), _fmt(low, "ms")) for position, (low, _, _) in enumerate(bars) if position % HISTOGRAM_TICK_EVERY == 0]
+    if bars:
+        # The upper edge of the last bar closes the axis; a tick too close to it would overprint it.
+        x_ticks = [tick for tick in x_ticks if width - tick[0] >= TICK_SPACING * 0.75 or tick[0] == 0]
+        x_ticks.append((float(width), _fmt(bars[-1][1], "ms")))
+    top, axes = value_axes(
+        peak=peak, height=height, width=width, start=timezone.now(), end=timezone.now(), y_label="requests",
+        x_label="duration (log scale)", integer=True, x_ticks=x_ticks,
+    )  # fmt: skip
     out = []
     for position, (low, high, count) in enumerate(bars):
-        bar_height = 0.0 if not peak else max(height * count / peak, 1.0 if count else 0.0)
+        bar_height = 0.0 if not peak else max(height * count / top, 1.0 if count else 0.0)
         out.append(
             HistogramBar(
                 x=round(position * slot, 2), y=round(height - bar_height, 2), width=round(max(slot - 1, 0.5), 2),
                 height=round(bar_height, 2), low=low, high=high, count=count,
             )  # fmt: skip
         )
-    return out
+    return Histogram(width=width, height=height, bars=out, axes=axes)
 
 
 @dataclass
@@ -527,7 +599,22 @@ def _num(value) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else 0.0
 
 
-def _fmt(value: float, unit: str) -> str:
+def _fmt(value: float, unit: str, *, trim: bool = False) -> str:
+    """A point value (or with ``trim`` a tick value): durations in ms (s from a second on),
+    rates and counts with three significant digits."""
     if unit == "ms":
-        return f"{value:,.1f} ms" if value < 1000 else f"{value / 1000:,.2f} s"
-    return f"{value:,.1f}"
+        return f"{figure_format(value, trim=trim)} ms" if value < 1000 else f"{figure_format(value / 1000, trim=trim)} s"
+    return figure_format(value, trim=trim)
+
+
+# Lone-value labels closer than this (px) are moved apart: four percentiles of one bucket often
+# lie within a few pixels of each other.
+LABEL_GAP = 11
+
+
+def _labels_spread(labels: list[list]) -> None:
+    """Move the [x, y, ...] labels apart vertically, in place, keeping their order."""
+    labels.sort(key=lambda label: label[1])
+    for previous, label in zip(labels, labels[1:]):
+        if label[1] - previous[1] < LABEL_GAP:
+            label[1] = round(previous[1] + LABEL_GAP, 2)

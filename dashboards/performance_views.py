@@ -17,9 +17,10 @@ from django.utils import timezone
 from accounts.selectors import app_for_member
 
 from . import performance as perf
+from .charts import rate_of
 from .selectors import id_parse
 
-LINE_CSS = {"avg": "avg", "p50": "p50", "p95": "p95", "p99": "p99", "requests/min": "rpm"}
+LINE_CSS = {"avg": "avg", "p50": "p50", "p95": "p95", "p99": "p99", "requests/min": "rpm", "requests/h": "rpm"}
 
 
 def _range_links(time_range: perf.TimeRange, extra: dict | None = None) -> list[tuple[str, str, bool]]:
@@ -35,9 +36,14 @@ def _charts(*, app, name, time_range, markers, with_spans: bool = False):
     # The newest bucket is still filling up: its rate is over the minutes elapsed, not the step.
     now = timezone.now()
     minutes = [max(min(time_range.step, (now - start).total_seconds()), 60) / 60 for start in time_range.buckets]
+    per_minute = [point.count / span if point.count else 0.0 for point, span in zip(points, minutes)]
+    # Per hour when even the busiest bucket has less than a request a minute, as in the table.
+    if 0 < max(per_minute, default=0.0) < 1:
+        label, values, y_label = "requests/h", [value * 60 for value in per_minute], "requests per hour"
+    else:
+        label, values, y_label = "requests/min", per_minute, "requests per minute"
     throughput = perf.line_chart_build(
-        series_values={"requests/min": [point.count / span if point.count else 0.0 for point, span in zip(points, minutes)]},
-        css=LINE_CSS, unit="rpm", time_range=time_range, markers=markers,
+        series_values={label: values}, css=LINE_CSS, unit="requests", time_range=time_range, markers=markers, y_label=y_label,
     )  # fmt: skip
     latency = perf.line_chart_build(
         series_values={
@@ -46,7 +52,7 @@ def _charts(*, app, name, time_range, markers, with_spans: bool = False):
             "p95": [point.p95 for point in points],
             "p99": [point.p99 for point in points],
         },
-        css=LINE_CSS, unit="ms", time_range=time_range, markers=markers,
+        css=LINE_CSS, unit="ms", time_range=time_range, markers=markers, y_label="response time",
     )  # fmt: skip
     return points, overall, throughput, latency
 
@@ -81,6 +87,7 @@ def performance_overview(request: HttpRequest, org_id: str, app_id: str) -> Http
             "sort_links": [(key, label, "?" + urlencode({**range_params, "sort": key})) for key, label in perf.TABLE_SORTS.items()],
             "rows": rows,
             "totals": totals,
+            "rate": rate_of(count=totals.count, minutes=time_range.minutes_elapsed()),
             "capped": capped,
             "names_cap": settings.OPBEAT_LIMITS["transaction_names_per_app"],
             "throughput": charts[2] if charts else None,
@@ -101,7 +108,7 @@ def transaction_detail(request: HttpRequest, org_id: str, app_id: str, transacti
     time_range, problem = perf.time_range_parse(request.GET)
     markers = perf.release_markers(app=app, time_range=time_range)
     points, overall, throughput, latency = _charts(app=app, name=name, time_range=time_range, markers=markers, with_spans=True)
-    bars, kinds, kinds_peak = perf.stacked_chart_build(points=points, buckets=time_range.buckets)
+    kind_chart, kinds, kinds_peak = perf.stacked_chart_build(points=points, time_range=time_range)
     traces = perf.slowest_traces(name=name, time_range=time_range)
     selected = None
     trace_param = request.GET.get("trace", "")
@@ -129,10 +136,11 @@ def transaction_detail(request: HttpRequest, org_id: str, app_id: str, transacti
             "range_links": _range_links(time_range),
             "range_query": urlencode(range_params),
             "stats": overall,
+            "rate": rate_of(count=overall.count, minutes=time_range.minutes_elapsed()),
             "throughput": throughput,
             "latency": latency,
             "histogram": perf.histogram_build(sketch=overall.sketch),
-            "kind_bars": bars,
+            "kind_chart": kind_chart,
             "kinds": list(perf.kind_colours(kinds).items()),
             "kinds_total": [
                 (kind, ms, perf.kind_colours(kinds).get(kind, "#ccc"))

@@ -35,7 +35,7 @@ from processing.models import (
 from processing.releases import release_delete
 
 from . import selectors
-from .charts import BarChart, moment_shift
+from .charts import BarChart, figure_format, moment_shift
 from .aliases import AliasRefused, alias_add
 from .issue_actions import issue_assign, issue_resolve_next_release
 
@@ -65,6 +65,14 @@ class ReleaseRow:
     rate_before: float | None
     rate_after: float | None
 
+    @property
+    def rate_before_text(self) -> str:
+        return "—" if self.rate_before is None else figure_format(self.rate_before)
+
+    @property
+    def rate_after_text(self) -> str:
+        return "—" if self.rate_after is None else figure_format(self.rate_after)
+
 
 def _errors_per_hour(*, app: App, start: datetime, end: datetime) -> float | None:
     hours = (end - start).total_seconds() / 3600
@@ -73,7 +81,8 @@ def _errors_per_hour(*, app: App, start: datetime, end: datetime) -> float | Non
     total = (
         IssueHourly.objects.filter(app=app, hour__gte=start, hour__lt=end).aggregate(total=Sum("count"))["total"] or 0
     )
-    return round(total / max(hours, 1.0), 2)
+    # Unrounded: the page writes it with three significant digits (one error in a day is 0.0417).
+    return total / max(hours, 1.0)
 
 
 def _next_release_at(release: Release) -> datetime | None:

@@ -180,17 +180,22 @@ def app_exception_types(*, app: App, limit: int = 8) -> list[dict]:
 
 
 def app_rejections(*, app: App, since: datetime) -> list[dict]:
-    """Requests the intake refused since ``since``, per reason, on the (app, reason, hour) unique index."""
-    rows = (
-        RejectionCount.objects.filter(
-            app=app,
-            hour__gte=since,
-        )
-        .values("reason")
-        .annotate(total=CounterSum("count"))
-        .order_by("-total", "reason")
-    )
-    return [{**row, "total": _count(row["total"])} for row in rows]
+    """Requests the intake refused since ``since``, per reason: the total, and the latest example
+    (status, message, hour) so the owner can see what to fix in the agent.
+
+    One query on the (app, reason, hour) unique index, added up here: at most a row per reason
+    and hour of the range (a week of hours times a handful of reasons)."""
+    by_reason: dict[str, dict] = {}
+    rows = RejectionCount.objects.filter(
+        app=app,
+        hour__gte=since,
+    ).values_list("reason", "hour", "count", "status", "example")
+    for reason, hour, count, status, example in rows:
+        entry = by_reason.setdefault(reason, {"reason": reason, "total": 0, "status": 0, "example": "", "example_hour": None})
+        entry["total"] += _count(count)
+        if example and (entry["example_hour"] is None or hour >= entry["example_hour"]):
+            entry.update(status=status, example=example, example_hour=hour)
+    return sorted(by_reason.values(), key=lambda entry: (-entry["total"], entry["reason"]))
 
 
 def issue_for_app(*, app: App, issue_id: int) -> Issue | None:

@@ -56,8 +56,9 @@ def issue_list(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
     ]
     chart_hours = hours_window(hours=CHART_RANGES[chart_range])
     app_chart = bar_chart_build(
-        counts=selectors.app_hourly_counts(app=app, since=chart_hours[0]), buckets=chart_hours, width=720, height=120
-    )
+        counts=selectors.app_hourly_counts(app=app, since=chart_hours[0]), buckets=chart_hours, width=720, height=120,
+        y_label="errors per hour",
+    )  # fmt: skip
     bar_chart_markers(chart=app_chart, markers=release_markers(app=app, start=app_chart.start, end=app_chart.end))
 
     def list_url(**changes) -> str:
@@ -104,8 +105,9 @@ def issue_detail(
     previous_id, next_id = selectors.event_neighbours(event=event) if event else (None, None)
     chart_hours = hours_window(hours=24)
     chart = bar_chart_build(
-        counts=selectors.issue_hourly_counts(issue=issue, since=chart_hours[0]), buckets=chart_hours, width=480, height=80
-    )
+        counts=selectors.issue_hourly_counts(issue=issue, since=chart_hours[0]), buckets=chart_hours, width=480, height=100,
+        y_label="events per hour",
+    )  # fmt: skip
     bar_chart_markers(chart=chart, markers=release_markers(app=app, start=chart.start, end=chart.end))
 
     def event_url(target: uuid.UUID | None) -> str:

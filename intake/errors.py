@@ -2,9 +2,10 @@
 
 Each refusal is an exception carrying its HTTP status, a reason (the rejection counter's
 vocabulary, shown on the dashboard as "dropped: rate limited 1,204") and a message a person can
-read. ``error_response`` maps any exception raised on the request path to a JSON answer and
-counts it against the app when the app is known (the Bugsink / old Sentry ``StoreView`` habit:
-views raise, one function decides the status).
+read. ``error_response`` maps any exception raised on the request path to a JSON answer, counts
+it against the app when the app is known and logs it, once per app and reason a minute
+(``rejections.rejection_count``; the Bugsink / old Sentry ``StoreView`` habit: views raise, one
+function decides the status).
 
 This module never touches the database.
 """
@@ -102,8 +103,7 @@ def error_response(exc: Exception, *, app_pk: int | None) -> HttpResponse:
     if status == 503:
         # Both causes (broker, database) are outages that usually pass within seconds.
         headers.setdefault("Retry-After", "30")
-    if app_pk is not None:
-        rejection_count(app_pk=app_pk, reason=reason)
+    rejection_count(app_pk=app_pk, reason=reason, status=status, message=message)
     response = json_response({"error": message}, status=status)
     for key, value in headers.items():
         response[key] = value

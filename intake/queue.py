@@ -197,5 +197,6 @@ def events_enqueue(envelopes: Iterable[dict]) -> None:
 
 
 def rejections_enqueue(rows: list[dict]) -> str:
-    """rows: [{"app_id": int, "reason": str, "hour": epoch seconds, "count": int}, ...]"""
+    """rows: [{"app_id": int, "reason": str, "hour": epoch seconds, "count": int, "status": int,
+    "example": str (the latest refusal's message, at most 300 characters)}, ...]"""
     return task_message_publish(task=REJECTIONS_TASK, args=[rows], queue=DEFAULT_QUEUE)

@@ -1,7 +1,12 @@
 """Counts of refused events, by app, reason and hour, kept in process memory and shipped to the
-worker (``processing.tasks.rejections_record``) through the queue every ~10 seconds and at exit.
+worker (``processing.tasks.rejections_record``) through the queue every ~10 seconds and at exit,
+each with the latest refusal's status and message (the example the dashboard shows, so the owner
+of an agent sees which field the intake refused).
 
-Counting happens on the request path, so it is a dict increment under a lock; a daemon thread
+Each refusal is also logged, once per app and reason per minute: a flood of refused requests
+writes one line a minute, saying how many were not logged since the previous one.
+
+Counting happens on the request path, so it is a few dict operations under a lock; a daemon thread
 started on first use (and again after a fork: gunicorn ``--preload`` children do not inherit
 threads) does the publishing. If the broker is down, the counts are kept and merged into the
 next flush. This module never touches the database.
@@ -21,46 +26,91 @@ from . import queue
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 10.0
+LOG_SECONDS = 60
+# The example message shipped per (app, reason, hour): the intake's refusal messages are short
+# (a msgspec error names the field and the types), a longer one is cut.
+EXAMPLE_MAX = 300
 # Past this many distinct (app, reason, hour) rows held while the broker is down, the oldest
 # counts are dropped rather than growing without bound.
 MAX_PENDING_ROWS = 50_000
 
 _lock = threading.Lock()
 _counts: dict[tuple[int, str, int], int] = {}
+# The latest (status, message) per key of ``_counts``; capped when shipped, not on the request path.
+_examples: dict[tuple[int, str, int], tuple[int, str]] = {}
+# (app or None, reason) -> [the minute last logged, refusals not logged since]. Bounded by the
+# apps this process answers times a handful of reasons; cleared past LOGGED_MAX all the same.
+_logged: dict[tuple[int | None, str], list[int]] = {}
+LOGGED_MAX = 100_000
+# time.time, replaceable by tests that need a refusal to fall in a given minute.
+_clock = time.time
 _thread_pid: int | None = None
 _wake = threading.Event()
 
 
-def rejection_count(*, app_pk: int, reason: str) -> None:
-    hour = int(time.time()) // 3600 * 3600
-    key = (app_pk, reason, hour)
+def rejection_count(*, app_pk: int | None, reason: str, status: int = 0, message: str = "") -> None:
+    """Count a refusal against its app (not counted when the app is unknown) and log it, unless
+    this app and reason were logged already this minute."""
+    now = int(_clock())
+    minute = now // LOG_SECONDS
     with _lock:
-        _counts[key] = _counts.get(key, 0) + 1
-    if _thread_pid != os.getpid():
+        if app_pk is not None:
+            key = (app_pk, reason, now // 3600 * 3600)
+            _counts[key] = _counts.get(key, 0) + 1
+            _examples[key] = (status, message)
+        seen = _logged.get((app_pk, reason))
+        if seen is not None and seen[0] == minute:
+            seen[1] += 1
+            unlogged = -1
+        else:
+            if len(_logged) >= LOGGED_MAX:
+                _logged.clear()
+            unlogged = seen[1] if seen is not None else 0
+            _logged[(app_pk, reason)] = [minute, 0]
+    if unlogged >= 0:
+        # %r keeps a message quoting the client's field names on one line of the log.
+        logger.warning(
+            "intake: refused a request of app %s: %s (%d) %r; %d more of this app and reason not logged since the previous line",
+            app_pk if app_pk is not None else "unknown", reason, status, message[:EXAMPLE_MAX], unlogged,
+        )  # fmt: skip
+    if app_pk is not None and _thread_pid != os.getpid():
         _flusher_start()
+
+
+def _rows(counts: dict, examples: dict) -> list[dict]:
+    rows = []
+    for (app_pk, reason, hour), count in counts.items():
+        status, message = examples.get((app_pk, reason, hour), (0, ""))
+        rows.append(
+            {"app_id": app_pk, "reason": reason, "hour": hour, "count": count, "status": status, "example": message[:EXAMPLE_MAX]}
+        )
+    return rows
 
 
 def rejections_pending() -> list[dict]:
     """The counts not yet shipped, as the rows ``rejections_enqueue`` takes."""
     with _lock:
-        return [{"app_id": a, "reason": r, "hour": h, "count": c} for (a, r, h), c in _counts.items()]
+        return _rows(_counts, _examples)
 
 
 def rejections_pending_clear() -> None:
-    """Forget the counts not yet shipped (tests start from zero)."""
+    """Forget the counts not yet shipped and the minutes logged (tests start from zero)."""
     with _lock:
         _counts.clear()
+        _examples.clear()
+        _logged.clear()
 
 
 def rejections_flush() -> int:
     """Ship the counts held so far; return how many rows were sent (0 if none or the broker
     is unreachable, in which case they are kept for the next flush)."""
-    global _counts
+    global _counts, _examples
     with _lock:
         taken, _counts = _counts, {}
+        examples, _examples = _examples, {}
     if not taken:
         return 0
-    rows = [{"app_id": a, "reason": r, "hour": h, "count": c} for (a, r, h), c in taken.items()]
+    rows = _rows(taken, examples)
     try:
         queue.rejections_enqueue(rows)
     except queue.QueueUnavailable as exc:
@@ -68,8 +118,13 @@ def rejections_flush() -> int:
         with _lock:
             for key, count in taken.items():
                 _counts[key] = _counts.get(key, 0) + count
+            for key, example in examples.items():
+                # A refusal counted since the failed flush holds the newer example.
+                _examples.setdefault(key, example)
             while len(_counts) > MAX_PENDING_ROWS:
-                del _counts[next(iter(_counts))]
+                oldest = next(iter(_counts))
+                del _counts[oldest]
+                _examples.pop(oldest, None)
         return 0
     return len(rows)
 
@@ -96,9 +151,11 @@ def _flusher_start() -> None:
 def _after_fork() -> None:
     # The child inherits the parent's unsent counts (the parent ships them) and a lock that may
     # be held by a thread that did not come along: start clean.
-    global _lock, _counts, _thread_pid
+    global _lock, _counts, _examples, _logged, _thread_pid
     _lock = threading.Lock()
     _counts = {}
+    _examples = {}
+    _logged = {}
     _thread_pid = None
 
 

@@ -85,12 +85,15 @@ class IssueUser(models.Model):
 
 
 class RejectionCount(models.Model):
-    """Requests the intake refused, per app, reason and hour (sent by the intake via the queue)."""
+    """Requests the intake refused, per app, reason and hour (sent by the intake via the queue),
+    with the latest refusal's status and message: the example the dashboard shows."""
 
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
     reason = models.CharField(max_length=40)
     hour = models.DateTimeField()
     count = models.PositiveBigIntegerField(default=0)
+    status = models.PositiveSmallIntegerField(default=0)
+    example = models.CharField(max_length=300, blank=True, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "reason", "hour"], name="rejection_unique")]

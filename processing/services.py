@@ -23,17 +23,21 @@ from .models import Event, Issue, IssueHourly, RejectionCount
 logger = logging.getLogger(__name__)
 
 REASON_MAX = 40
+EXAMPLE_MAX = 300
 # Deleting in slices keeps each transaction (and its locks) short on a big first prune.
 _DELETE_SLICE = 5000
 
 
 @transaction.atomic
 def rejections_record(*, rows: list[Any]) -> int:
-    """Add the intake's rejection counts ([{"app_id", "reason", "hour", "count"}]); returns rows written.
+    """Add the intake's rejection counts ([{"app_id", "reason", "hour", "count", "status",
+    "example"}]) and keep each row's example, the latest refusal's status and message (a row
+    without one, from an intake older than examples, keeps the stored one); returns rows written.
 
     Malformed rows and rows of apps that no longer exist are logged and skipped.
     """
     totals: Counter[tuple[int, str, datetime]] = Counter()
+    examples: dict[tuple[int, str, datetime], tuple[int, str]] = {}
     for row in rows if isinstance(rows, list) else []:
         try:
             app_id, reason, hour, count = row["app_id"], row["reason"], row["hour"], row["count"]
@@ -47,7 +51,12 @@ def rejections_record(*, rows: list[Any]) -> int:
         except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
             logger.warning("rejections_record: skipped malformed row %r: %s", row, exc)
             continue
-        totals[(app_id, reason.replace("\x00", "")[:REASON_MAX], when)] += count
+        key = (app_id, reason.replace("\x00", "")[:REASON_MAX], when)
+        totals[key] += count
+        status, example = row.get("status"), row.get("example")
+        if isinstance(example, str) and example and isinstance(status, int) and not isinstance(status, bool) and 0 <= status < 1000:
+            # Rows come in the order the intake counted them: the last one holds the latest example.
+            examples[key] = (status, example.replace("\x00", "")[:EXAMPLE_MAX])
     if not totals:
         return 0
     live_apps = set(App.objects.filter(pk__in={key[0] for key in totals}).values_list("pk", flat=True))
@@ -58,14 +67,19 @@ def rejections_record(*, rows: list[Any]) -> int:
         return 0
     table = connection.ops.quote_name(RejectionCount._meta.db_table)
     params: list[Any] = []
-    for app_id, reason, when in keys:
-        params += [app_id, reason, connection.ops.adapt_datetimefield_value(when), totals[(app_id, reason, when)]]
-    values = ", ".join(["(%s, %s, %s, %s)"] * len(keys))
+    for key in keys:
+        app_id, reason, when = key
+        status, example = examples.get(key, (0, ""))
+        params += [app_id, reason, connection.ops.adapt_datetimefield_value(when), totals[key], status, example]
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(keys))
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            INSERT INTO {table} (app_id, reason, hour, count) VALUES {values}
-            ON CONFLICT (app_id, reason, hour) DO UPDATE SET count = {table}.count + excluded.count
+            INSERT INTO {table} (app_id, reason, hour, count, status, example) VALUES {values}
+            ON CONFLICT (app_id, reason, hour) DO UPDATE SET
+                count = {table}.count + excluded.count,
+                status = CASE WHEN excluded.example <> '' THEN excluded.status ELSE {table}.status END,
+                example = CASE WHEN excluded.example <> '' THEN excluded.example ELSE {table}.example END
             """,
             params,
         )

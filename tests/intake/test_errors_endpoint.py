@@ -217,7 +217,7 @@ def test_rejections_reach_the_worker_queue_counted_by_app_and_reason(intake_app,
     for headers, args in broker.messages(intake_queue.DEFAULT_QUEUE):
         assert headers["task"] == intake_queue.REJECTIONS_TASK
         for row in args[0]:
-            assert set(row) == {"app_id", "reason", "hour", "count"} and row["hour"] % 3600 == 0
+            assert set(row) == {"app_id", "reason", "hour", "count", "status", "example"} and row["hour"] % 3600 == 0
             if row["app_id"] == intake_app.app.pk:
                 totals[row["reason"]] = totals.get(row["reason"], 0) + row["count"]
     assert totals == {"forbidden": 2, "invalid": 1, "too_large": 1}

@@ -139,3 +139,19 @@ def test_database_patiently_does_not_hide_other_errors():
 
     with pytest.raises(ValueError):
         resilience.database_patiently(broken, what="test", sleep=lambda _: None)
+
+
+def test_rejection_rows_keep_the_latest_example_per_app_reason_and_hour():
+    _, _, app = org_app_create()
+    hour = utc(2026, 11, 26, 10).timestamp()
+    rejections_record(rows=[
+        {"app_id": app.pk, "reason": "invalid", "hour": hour, "count": 2, "status": 400, "example": "first"},
+        {"app_id": app.pk, "reason": "invalid", "hour": hour, "count": 1, "status": 415, "example": "second\x00" + "x" * 400},
+    ])  # fmt: skip
+    row = RejectionCount.objects.get(app=app, reason="invalid")
+    assert (row.count, row.status, row.example) == (3, 415, "second" + "x" * 294)
+    # A row without an example (an intake older than examples) adds its count and keeps the example.
+    rejections_record(rows=[{"app_id": app.pk, "reason": "invalid", "hour": hour, "count": 4}])
+    rejections_record(rows=[{"app_id": app.pk, "reason": "invalid", "hour": hour, "count": 1, "status": "400", "example": "bad status"}])
+    row = RejectionCount.objects.get(app=app, reason="invalid")
+    assert (row.count, row.status, row.example) == (8, 415, "second" + "x" * 294)
