@@ -75,19 +75,27 @@ def rate_of(*, count: float, minutes: float) -> Rate:
     return Rate(per_minute=per_minute, value=per_minute, unit="/min")
 
 
+AXIS_PEAK_MAX = 1e300
+
+
 def ticks_nice(peak: float, *, count: int = 4, integer: bool = False) -> tuple[float, list[float]]:
     """(top, tick values from 0 to top): steps of 1, 2 or 5 times a power of ten, at most
     ``count`` of them above 0, top the first step at or above ``peak`` (whole steps when
     ``integer``: a count of errors has no 0.5)."""
     if not math.isfinite(peak) or peak <= 0:
         return 1.0, [0.0, 1.0]
+    # Past this the steps' multiples overflow a float; a chart of such values is clipped anyway.
+    peak = min(peak, AXIS_PEAK_MAX)
     raw = peak / count
-    power = 10 ** math.floor(math.log10(raw))
+    if raw <= 0:  # a subnormal peak divides to zero: nothing on the scale to show
+        return 1.0, [0.0, 1.0]
+    power = 10.0 ** math.floor(math.log10(raw))
     step = next(factor * power for factor in (1, 2, 5, 10) if factor * power >= raw)
     if integer:
         step = max(step, 1.0)
-    steps = math.ceil(peak / step - 1e-9)
-    values = [round(step * index, 10) for index in range(steps + 1)]
+    steps = max(1, math.ceil(peak / step - 1e-9))
+    # 12 significant digits, not decimals: steps of 1e-35 must not round to 0.
+    values = [float(f"{step * index:.12g}") for index in range(steps + 1)]
     return values[-1], values
 
 

@@ -195,3 +195,20 @@ def test_release_error_rates_have_significant_digits(member):
     html = member.client.get(reverse("dashboards:release_list", args=[member.organization.public_id, member.app.public_id])).content.decode()
     # One error in the 24 hours before the deploy is 1/24 an hour, not "0.04"; none after it.
     assert '<td class="rates">0.0417 → 0</td>' in html
+
+
+from hypothesis import given, settings as hypothesis_settings, strategies as st  # noqa: E402
+
+from dashboards.charts import AXIS_PEAK_MAX, ticks_nice  # noqa: E402
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True), st.booleans())
+def test_axis_ticks_cover_any_peak(peak, integer):
+    # A stored value can be anything a float holds (subnormals and 1e308 included): the axis
+    # must still be 0 .. top, increasing, with top at or above the peak it has to show.
+    top, values = ticks_nice(peak, integer=integer)
+    assert values[0] == 0 and values[-1] == top and values == sorted(values) and len(values) >= 2
+    if peak > 0 and peak != float("inf"):
+        shown = min(peak, AXIS_PEAK_MAX)
+        assert top >= shown or math.isclose(top, shown, rel_tol=1e-9)
