@@ -163,14 +163,16 @@ def endpoint_p95_changes(*, app: App, release: Release) -> list[EndpointChange]:
     return [EndpointChange(name=name, p95_before=p95_before.get(name), p95_after=p95_after.get(name)) for name in names]
 
 
-def release_markers(*, app: App, start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+def release_markers(*, app: App, start: datetime, end: datetime, environment: str = "") -> list[tuple[datetime, str]]:
+    releases = Release.objects.filter(
+        app=app,
+        deployed_at__gte=start,
+        deployed_at__lt=end,
+    )
+    if environment:
+        releases = releases.filter(environment=environment)
     return list(
-        Release.objects.filter(
-            app=app,
-            deployed_at__gte=start,
-            deployed_at__lt=end,
-        )
-        .order_by("deployed_at")
+        releases.order_by("deployed_at")
         .values_list("deployed_at", "version")[:50]
     )
 

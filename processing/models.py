@@ -95,11 +95,10 @@ class IssueEnvironment(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["issue", "environment"], name="issue_environment_unique")]
-        indexes = [
-            models.Index(fields=["app", "environment", "last_seen"], name="issue_env_last"),
-            models.Index(fields=["app", "environment", "first_seen"], name="issue_env_first"),
-            models.Index(fields=["app", "environment", "count"], name="issue_env_count"),
-        ]
+        # One index: each more costs the digest's upsert (count and last_seen change on every
+        # batch, so no update is HOT); sorting one environment by count or first seen sorts
+        # the rows of that (app, environment) prefix.
+        indexes = [models.Index(fields=["app", "environment", "last_seen"], name="issue_env_last")]
 
 
 class ErrorMinute(models.Model):

@@ -197,14 +197,6 @@ class Migration(migrations.Migration):
             model_name="issueenvironment",
             index=models.Index(fields=["app", "environment", "last_seen"], name="issue_env_last"),
         ),
-        migrations.AddIndex(
-            model_name="issueenvironment",
-            index=models.Index(fields=["app", "environment", "first_seen"], name="issue_env_first"),
-        ),
-        migrations.AddIndex(
-            model_name="issueenvironment",
-            index=models.Index(fields=["app", "environment", "count"], name="issue_env_count"),
-        ),
         migrations.AddConstraint(
             model_name="issueenvironment",
             constraint=models.UniqueConstraint(fields=("issue", "environment"), name="issue_environment_unique"),
