@@ -7,7 +7,7 @@ a 404. Writes go through ``dashboards.issue_actions`` and the alert-settings for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django import forms
 from django.contrib import messages
@@ -51,6 +51,9 @@ RATE_RULE = (
     "time falls on."
 )
 _MINUTE = timedelta(minutes=1)
+# The digest keeps no event time outside these (``processing.digest``), give or take the window.
+_EVENTS_EARLIEST = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+_EVENTS_FUTURE = timedelta(days=1)
 RELEASES_PER_PAGE = 50
 # Written on the pages where "resolve in the next release" applies.
 ORDERING_RULE = (
@@ -153,6 +156,9 @@ def _per_hour(count: int, start: datetime, end: datetime) -> float | None:
 
 def release_error_rates(*, release: Release, next_deploy: datetime | None, now: datetime) -> tuple[float | None, float | None]:
     """Errors per hour before and after the deploy, in the release's environment (``RATE_RULE``)."""
+    if not _EVENTS_EARLIEST <= release.deployed_at <= now + _EVENTS_FUTURE:
+        # No event is stored that far out, and the windows around it would overflow.
+        return None, None
     start = moment_shift(release.deployed_at, -RATE_WINDOW)
     end = min(next_deploy or now, moment_shift(release.deployed_at, RATE_WINDOW), now)
     if end < release.deployed_at:
