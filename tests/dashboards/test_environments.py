@@ -7,6 +7,7 @@ the parameter, and its remembered choice is neither read nor written."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections import Counter
 from datetime import timedelta
 
@@ -183,3 +184,52 @@ def test_query_budgets_with_an_environment_chosen(member, digested, django_asser
     # session, user, app, remembered environment, environment names, names, rollups per range
     # piece (at most 3 for the table, 1 + 3 for the charts), total name, release markers
     assert len(captured.captured_queries) <= 15, [q["sql"][:120] for q in captured.captured_queries]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upgrading_fills_where_stored_issues_were_seen(client):
+    """Issues stored before environments were kept: the migration counts their stored events per
+    environment, and the events no longer stored (pruned) as "no environment"."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    from processing.models import Issue as CurrentIssue
+
+    user, organization, app = org_app_create()
+
+    def migrate(targets):
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(targets)
+        return executor.loader.project_state(targets).apps
+
+    latest = [("processing", "0006_environments")]
+    old_apps = migrate([("processing", "0005_alert_digest_due")])
+    try:
+        OldIssue = old_apps.get_model("processing", "Issue")
+        OldEvent = old_apps.get_model("processing", "Event")
+        now = timezone.now()
+        # Five events counted, three still stored: two in production, one in staging.
+        issue = OldIssue.objects.create(
+            app_id=app.pk, fingerprint="f" * 40, title="Payment failed", event_count=5,
+            first_seen=now - timedelta(days=3), last_seen=now - timedelta(minutes=1),
+        )  # fmt: skip
+        for environment, minutes in (("production", 1), ("production", 2), ("staging", 3)):
+            OldEvent.objects.create(
+                event_id=uuid.uuid4(), app_id=app.pk, issue=issue, timestamp=now - timedelta(minutes=minutes),
+                received_at=now, title="Payment failed", environment=environment, data={"message": "Payment failed"},
+            )  # fmt: skip
+    finally:
+        migrate(latest)
+
+    client.force_login(user)
+    issue_id = CurrentIssue.objects.get(app_id=app.pk).id
+    base = f"/orgs/{organization.public_id}/apps/{app.public_id}"
+    html = client.get(f"{base}/issues/{issue_id}/").content.decode()
+    seen = re.findall(
+        r'<tr class="seen-in-row"><td>(?:<code>([^<]*)</code>|<span class="muted">\(no environment\)</span>)</td><td class="num">(\d+) event',
+        html,
+    )
+    assert {name: int(count) for name, count in seen} == {"production": 2, "staging": 1, "": 2}
+    assert issue_rows(client.get(f"{base}/", {"environment": "production"}).content.decode()) == {"Payment failed": 2}
+    # The selector lists the environments the stored events named.
+    assert 'environment=staging"' in html
