@@ -33,11 +33,12 @@ class Limit:
     seconds: int
 
 
-def _cache_key(key: str, window_start: int) -> str:
+def _cache_key(key: str, limit: Limit, window_start: int) -> str:
     # Keys carry addresses and emails a client chose: hashed, they have a fixed length and no
-    # characters a cache backend refuses.
+    # characters a cache backend refuses. The window's length is part of the key: two limits on
+    # one key (10 minutes and a day) share a start at every midnight and must not share a count.
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-    return f"{_PREFIX}{digest}:{window_start}"
+    return f"{_PREFIX}{digest}:{limit.seconds}:{window_start}"
 
 
 def _window(limit: Limit, now: float) -> tuple[int, int]:
@@ -51,7 +52,7 @@ def throttle_hit(key: str, limit: Limit, *, now: float | None = None) -> int:
     the window ends (the attempt is counted either way, so hammering does not help)."""
     now = time.time() if now is None else now
     start, retry_after = _window(limit, now)
-    cache_key = _cache_key(key, start)
+    cache_key = _cache_key(key, limit, start)
     try:
         # add() creates the counter with its expiry only if it is missing; incr() is atomic on Redis.
         cache.add(cache_key, 0, timeout=limit.seconds + 5)
@@ -72,7 +73,7 @@ def throttle_check(key: str, limit: Limit, *, now: float | None = None) -> int:
     now = time.time() if now is None else now
     start, retry_after = _window(limit, now)
     try:
-        count = cache.get(_cache_key(key, start)) or 0
+        count = cache.get(_cache_key(key, limit, start)) or 0
     except Exception:  # noqa: BLE001 - see throttle_hit
         return 0
     return 0 if count < limit.count else retry_after
@@ -83,6 +84,6 @@ def throttle_reset(key: str, limit: Limit, *, now: float | None = None) -> None:
     now = time.time() if now is None else now
     start, _ = _window(limit, now)
     try:
-        cache.delete(_cache_key(key, start))
+        cache.delete(_cache_key(key, limit, start))
     except Exception:  # noqa: BLE001 - see throttle_hit
         pass

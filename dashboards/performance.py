@@ -9,7 +9,9 @@ hours and minutes again at the end. Percentiles come from the sketches of those 
 never averages of per-bucket percentiles. A 30-day table reads one row per name and day.
 
 Every query here is scoped by an ``App`` that the caller resolved with
-``accounts.selectors.app_for_member``. This module never writes.
+``accounts.selectors.app_for_member``. Rollups and traces are kept per environment; without one
+chosen, the rows of every environment are merged (sketches merge exactly), so "all" is exact.
+This module never writes.
 """
 
 from __future__ import annotations
@@ -231,7 +233,9 @@ class Stats:
 _FIELDS = ("name_id", "bucket", "count", "errors", "sum_ms", "min_ms", "max_ms", "sketch")
 
 
-def _rows(*, app: App, pieces, name_ids: list[int] | None, with_spans: bool = False, with_bucket: bool = True):
+def _rows(
+    *, app: App, pieces, name_ids: list[int] | None, with_spans: bool = False, with_bucket: bool = True, environment: str = ""
+):
     fields = (*_FIELDS, "span_base_ms", "span_ms") if with_spans else _FIELDS
     if not with_bucket:
         # Parsing thousands of timestamps nobody reads cost ~20 % of a 30-day overview.
@@ -245,6 +249,8 @@ def _rows(*, app: App, pieces, name_ids: list[int] | None, with_spans: bool = Fa
         )
         if name_ids is not None:
             rows = rows.filter(name_id__in=name_ids)
+        if environment:
+            rows = rows.filter(environment=environment)
         yield from rows.values_list(*fields)
 
 
@@ -261,14 +267,20 @@ class NameRow:
         return self.rate.per_minute
 
 
-def names_table(*, app: App, time_range: TimeRange, sort: str = "impact") -> tuple[list[NameRow], Stats, bool]:
+def names_table(
+    *, app: App, time_range: TimeRange, sort: str = "impact", environment: str = ""
+) -> tuple[list[NameRow], Stats, bool]:
     """Per transaction name over the range: requests/min, avg, p50/95/99, error rate and impact
     (avg x throughput, as a share of the largest); plus the app's totals, and whether names were
     grouped as ``_other`` because the app reached its cap."""
     names = {name.id: name for name in TransactionName.objects.filter(app=app)}
     per_name: dict[int, Stats] = {}
     for name_id, _resolution, count, errors, total, minimum, maximum, blob in _rows(
-        app=app, pieces=range_pieces(time_range.start, time_range.end), name_ids=None, with_bucket=False
+        app=app,
+        pieces=range_pieces(time_range.start, time_range.end),
+        name_ids=None,
+        with_bucket=False,
+        environment=environment,
     ):
         stats = per_name.get(name_id)
         if stats is None:
@@ -311,14 +323,16 @@ def _sort_key(sort: str):
     return lambda row: (-getter(row), row.name.name)
 
 
-def series(*, app: App, name: TransactionName, time_range: TimeRange, with_spans: bool = False) -> tuple[list[Stats], Stats]:
+def series(
+    *, app: App, name: TransactionName, time_range: TimeRange, with_spans: bool = False, environment: str = ""
+) -> tuple[list[Stats], Stats]:
     """One ``Stats`` per chart bucket of the range (the rows at the step's resolution), and the
     range's ``Stats`` (merged from the coarsest rows that tile it)."""
     index = {bucket: position for position, bucket in enumerate(time_range.buckets)}
     points = [Stats() for _ in index]
     overall = Stats()
     step_piece = [(time_range.step, time_range.start, time_range.end)]
-    for row in _rows(app=app, pieces=step_piece, name_ids=[name.id], with_spans=with_spans):
+    for row in _rows(app=app, pieces=step_piece, name_ids=[name.id], with_spans=with_spans, environment=environment):
         position = index.get(row[1])
         if position is None:
             continue
@@ -326,7 +340,9 @@ def series(*, app: App, name: TransactionName, time_range: TimeRange, with_spans
         if with_spans:
             points[position].add_spans(row[8], row[9])
     pieces = range_pieces(time_range.start, time_range.end)
-    for row in _rows(app=app, pieces=pieces, name_ids=[name.id], with_spans=with_spans, with_bucket=False):
+    for row in _rows(
+        app=app, pieces=pieces, name_ids=[name.id], with_spans=with_spans, with_bucket=False, environment=environment
+    ):
         overall.add(*row[2:8])
         if with_spans:
             overall.add_spans(row[8], row[9])
@@ -350,14 +366,16 @@ def transaction_name_for_app(*, app: App, name_id: int) -> TransactionName | Non
     )
 
 
-def slowest_traces(*, name: TransactionName, time_range: TimeRange) -> list[TransactionTrace]:
+def slowest_traces(*, name: TransactionName, time_range: TimeRange, environment: str = "") -> list[TransactionTrace]:
+    traces = TransactionTrace.objects.filter(
+        name=name,
+        timestamp__gte=time_range.start,
+        timestamp__lt=time_range.end,
+    )
+    if environment:
+        traces = traces.filter(environment=environment)
     return list(
-        TransactionTrace.objects.filter(
-            name=name,
-            timestamp__gte=time_range.start,
-            timestamp__lt=time_range.end,
-        )
-        .defer("spans")
+        traces.defer("spans")
         .order_by("-duration_ms", "-id")[:SLOWEST_TRACES]
     )
 
@@ -366,17 +384,19 @@ def trace_for_name(*, name: TransactionName, trace_id: int) -> TransactionTrace 
     return TransactionTrace.objects.filter(name=name, id=trace_id).first()
 
 
-def release_markers(*, app: App, time_range: TimeRange) -> list[tuple[datetime, str]]:
-    """(deployed at, version) of the app's releases in the range (issue 5's ``Release``)."""
+def release_markers(*, app: App, time_range: TimeRange, environment: str = "") -> list[tuple[datetime, str]]:
+    """(deployed at, version) of the app's releases in the range (of one environment when given)."""
     from processing.models import Release
 
+    releases = Release.objects.filter(
+        app=app,
+        deployed_at__gte=time_range.start,
+        deployed_at__lt=time_range.end,
+    )
+    if environment:
+        releases = releases.filter(environment=environment)
     return list(
-        Release.objects.filter(
-            app=app,
-            deployed_at__gte=time_range.start,
-            deployed_at__lt=time_range.end,
-        )
-        .order_by("deployed_at")
+        releases.order_by("deployed_at")
         .values_list("deployed_at", "version")[:50]
     )
 

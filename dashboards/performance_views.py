@@ -18,6 +18,7 @@ from accounts.selectors import app_for_member
 
 from . import performance as perf
 from .charts import rate_of
+from .environments import environment_filter_resolve
 from .selectors import id_parse
 
 LINE_CSS = {"avg": "avg", "p50": "p50", "p95": "p95", "p99": "p99", "requests/min": "rpm", "requests/h": "rpm"}
@@ -31,8 +32,16 @@ def _range_links(time_range: perf.TimeRange, extra: dict | None = None) -> list[
     return links
 
 
-def _charts(*, app, name, time_range, markers, with_spans: bool = False):
-    points, overall = perf.series(app=app, name=name, time_range=time_range, with_spans=with_spans)
+def _range_params(time_range: perf.TimeRange) -> dict:
+    if time_range.key != "custom":
+        return {"range": time_range.key}
+    return {"from": time_range.start.strftime("%Y-%m-%dT%H:%M"), "to": time_range.end.strftime("%Y-%m-%dT%H:%M")}
+
+
+def _charts(*, app, name, time_range, markers, with_spans: bool = False, environment: str = ""):
+    points, overall = perf.series(
+        app=app, name=name, time_range=time_range, with_spans=with_spans, environment=environment
+    )
     # The newest bucket is still filling up: its rate is over the minutes elapsed, not the step.
     now = timezone.now()
     minutes = [max(min(time_range.step, (now - start).total_seconds()), 60) / 60 for start in time_range.buckets]
@@ -66,13 +75,17 @@ def performance_overview(request: HttpRequest, org_id: str, app_id: str) -> Http
     sort = request.GET.get("sort", "impact")
     if sort not in perf.TABLE_SORTS:
         sort = "impact"
-    rows, totals, capped = perf.names_table(app=app, time_range=time_range, sort=sort)
-    markers = perf.release_markers(app=app, time_range=time_range)
+    range_params = _range_params(time_range)
+    environments = environment_filter_resolve(
+        user=request.user, app=app, params=request.GET, keep={**range_params, "sort": sort}
+    )
+    environment = environments.current
+    rows, totals, capped = perf.names_table(app=app, time_range=time_range, sort=sort, environment=environment)
+    markers = perf.release_markers(app=app, time_range=time_range, environment=environment)
     total = perf.total_name(app=app)
-    charts = _charts(app=app, name=total, time_range=time_range, markers=markers) if total else None
-    range_params = {"range": time_range.key} if time_range.key != "custom" else {
-        "from": time_range.start.strftime("%Y-%m-%dT%H:%M"), "to": time_range.end.strftime("%Y-%m-%dT%H:%M"),
-    }  # fmt: skip
+    charts = (
+        _charts(app=app, name=total, time_range=time_range, markers=markers, environment=environment) if total else None
+    )
     return render(
         request,
         "dashboards/performance.html",
@@ -93,6 +106,7 @@ def performance_overview(request: HttpRequest, org_id: str, app_id: str) -> Http
             "throughput": charts[2] if charts else None,
             "latency": charts[3] if charts else None,
             "markers": markers,
+            "environments": environments,
         },
     )
 
@@ -106,10 +120,15 @@ def transaction_detail(request: HttpRequest, org_id: str, app_id: str, transacti
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET"])
     time_range, problem = perf.time_range_parse(request.GET)
-    markers = perf.release_markers(app=app, time_range=time_range)
-    points, overall, throughput, latency = _charts(app=app, name=name, time_range=time_range, markers=markers, with_spans=True)
+    range_params = _range_params(time_range)
+    environments = environment_filter_resolve(user=request.user, app=app, params=request.GET, keep=range_params)
+    environment = environments.current
+    markers = perf.release_markers(app=app, time_range=time_range, environment=environment)
+    points, overall, throughput, latency = _charts(
+        app=app, name=name, time_range=time_range, markers=markers, with_spans=True, environment=environment
+    )
     kind_chart, kinds, kinds_peak = perf.stacked_chart_build(points=points, time_range=time_range)
-    traces = perf.slowest_traces(name=name, time_range=time_range)
+    traces = perf.slowest_traces(name=name, time_range=time_range, environment=environment)
     selected = None
     trace_param = request.GET.get("trace", "")
     if trace_param:
@@ -121,9 +140,6 @@ def transaction_detail(request: HttpRequest, org_id: str, app_id: str, transacti
             raise Http404("No such trace")
     elif traces:
         selected = perf.trace_for_name(name=name, trace_id=traces[0].id)
-    range_params = {"range": time_range.key} if time_range.key != "custom" else {
-        "from": time_range.start.strftime("%Y-%m-%dT%H:%M"), "to": time_range.end.strftime("%Y-%m-%dT%H:%M"),
-    }  # fmt: skip
     return render(
         request,
         "dashboards/transaction.html",
@@ -150,5 +166,6 @@ def transaction_detail(request: HttpRequest, org_id: str, app_id: str, transacti
             "traces": traces,
             "trace": selected,
             "waterfall": perf.waterfall_build(selected) if selected else [],
+            "environments": environments,
         },
     )

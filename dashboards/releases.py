@@ -7,12 +7,12 @@ a 404. Writes go through ``dashboards.issue_actions`` and the alert-settings for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -26,21 +26,34 @@ from processing.models import (
     Commit,
     CommitFile,
     EmailAlias,
+    ErrorMinute,
+    Event,
     Issue,
     IssueFollowup,
-    IssueHourly,
     Release,
     ReleaseCommit,
+    TransactionRollup,
 )
 from processing.releases import release_delete
 
 from . import selectors
 from .charts import BarChart, figure_format, moment_shift
 from .aliases import AliasRefused, alias_add
+from .environments import environment_filter_resolve
 from .issue_actions import issue_assign, issue_resolve_next_release
 
 # Errors per hour "before" and "after" a release are averaged over at most this long.
 RATE_WINDOW = timedelta(hours=24)
+RATE_RULE = (
+    "Errors per hour in the release's environment: before is the 24 hours before the deploy, after "
+    "is from the deploy to the next deploy in that environment, 24 hours or now, whichever comes "
+    "first (divided by at least one hour). Each event counts on the side of the deploy its own "
+    "time falls on."
+)
+_MINUTE = timedelta(minutes=1)
+# The digest keeps no event time outside these (``processing.digest``), give or take the window.
+_EVENTS_EARLIEST = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+_EVENTS_FUTURE = timedelta(days=1)
 RELEASES_PER_PAGE = 50
 # Written on the pages where "resolve in the next release" applies.
 ORDERING_RULE = (
@@ -74,15 +87,115 @@ class ReleaseRow:
         return "—" if self.rate_after is None else figure_format(self.rate_after)
 
 
-def _errors_per_hour(*, app: App, start: datetime, end: datetime) -> float | None:
+def _minute_floor(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def _minute_ceil(moment: datetime) -> datetime:
+    floor = _minute_floor(moment)
+    return floor if floor == moment else floor + _MINUTE
+
+
+def errors_around(*, app: App, environment: str, start: datetime, deploy: datetime, end: datetime) -> tuple[int, int]:
+    """The events of ``environment`` with a timestamp in [start, deploy) and in [deploy, end).
+
+    Two queries: the whole minutes from the per-minute counts (``ErrorMinute``), and the partial
+    minutes at the edges (the deploy's own minute, and the first and last) from the events
+    themselves, on the (app, environment, timestamp) index. An event of a busy issue in an edge
+    minute pruned since (only the newest events of an issue are kept) is no longer counted.
+    """
+    deploy = max(min(deploy, end), start)
+    # The whole minutes of each side, and the partial ones counted from the events.
+    before_whole = (_minute_ceil(start), _minute_floor(deploy))
+    after_whole = (_minute_ceil(deploy), _minute_floor(end))
+    before_parts, after_parts = [], []
+    for (low, high), side, parts in (
+        (before_whole, (start, deploy), before_parts),
+        (after_whole, (deploy, end), after_parts),
+    ):
+        if low >= high:
+            # Shorter than a whole minute: all of it from the events.
+            parts.append(side)
+            continue
+        if side[0] < low:
+            parts.append((side[0], low))
+        if high < side[1]:
+            parts.append((high, side[1]))
+    before = after = 0
+    minute_filter = Q()
+    for low, high in (before_whole, after_whole):
+        if low < high:
+            minute_filter |= Q(minute__gte=low, minute__lt=high)
+    if minute_filter:
+        counts = ErrorMinute.objects.filter(
+            minute_filter,
+            app=app,
+            environment=environment,
+        ).aggregate(
+            before=Sum("count", filter=Q(minute__lt=before_whole[1])),
+            after=Sum("count", filter=Q(minute__gte=after_whole[0])),
+        )
+        before, after = counts["before"] or 0, counts["after"] or 0
+    edges = [(low, high, "before") for low, high in before_parts] + [(low, high, "after") for low, high in after_parts]
+    edges = [(low, high, side) for low, high, side in edges if low < high]
+    if edges:
+        in_edges = Q()
+        for low, high, _side in edges:
+            in_edges |= Q(timestamp__gte=low, timestamp__lt=high)
+        counts = Event.objects.filter(
+            in_edges,
+            app=app,
+            environment=environment,
+        ).aggregate(
+            before=Count("id", filter=Q(timestamp__lt=deploy)),
+            after=Count("id", filter=Q(timestamp__gte=deploy)),
+        )
+        before += counts["before"] or 0
+        after += counts["after"] or 0
+    return before, after
+
+
+def _per_hour(count: int, start: datetime, end: datetime) -> float | None:
     hours = (end - start).total_seconds() / 3600
     if hours <= 0:
         return None
-    total = (
-        IssueHourly.objects.filter(app=app, hour__gte=start, hour__lt=end).aggregate(total=Sum("count"))["total"] or 0
-    )
     # Unrounded: the page writes it with three significant digits (one error in a day is 0.0417).
-    return total / max(hours, 1.0)
+    return count / max(hours, 1.0)
+
+
+def release_error_rates(*, release: Release, next_deploy: datetime | None, now: datetime) -> tuple[float | None, float | None]:
+    """Errors per hour before and after the deploy, in the release's environment (``RATE_RULE``)."""
+    if not _EVENTS_EARLIEST <= release.deployed_at <= now + _EVENTS_FUTURE:
+        # No event is stored that far out, and the windows around it would overflow.
+        return None, None
+    start = moment_shift(release.deployed_at, -RATE_WINDOW)
+    end = min(next_deploy or now, moment_shift(release.deployed_at, RATE_WINDOW), now)
+    if end < release.deployed_at:
+        end = release.deployed_at
+    before, after = errors_around(
+        app=release.app, environment=release.environment, start=start, deploy=release.deployed_at, end=end
+    )
+    return _per_hour(before, start, release.deployed_at), _per_hour(after, release.deployed_at, end)
+
+
+def _next_deploys(*, app: App, releases: list[Release]) -> dict[int, datetime | None]:
+    """For each release, when the next release of its environment was deployed (one query)."""
+    environments = {release.environment for release in releases}
+    by_environment: dict[str, list[tuple[int, datetime]]] = {}
+    for environment, order, deployed_at in (
+        Release.objects.filter(
+            app=app,
+            environment__in=environments,
+        )
+        .order_by("environment", "deploy_order")
+        .values_list("environment", "deploy_order", "deployed_at")
+    ):
+        by_environment.setdefault(environment, []).append((order, deployed_at))
+    out: dict[int, datetime | None] = {}
+    for release in releases:
+        later = [deployed_at for order, deployed_at in by_environment.get(release.environment, []) if order > release.deploy_order]
+        out[release.pk] = later[0] if later else None
+    return out
 
 
 def _next_release_at(release: Release) -> datetime | None:
@@ -94,9 +207,14 @@ def _next_release_at(release: Release) -> datetime | None:
     return later.values_list("deployed_at", flat=True).first()
 
 
-def release_rows(*, app: App, limit: int = RELEASES_PER_PAGE) -> list[ReleaseRow]:
+def release_rows(*, app: App, limit: int = RELEASES_PER_PAGE, environment: str = "") -> list[ReleaseRow]:
+    releases = Release.objects.filter(
+        app=app,
+    )
+    if environment:
+        releases = releases.filter(environment=environment)
     releases = list(
-        Release.objects.filter(app=app).order_by("-deployed_at", "-deploy_order").annotate(commit_count=Count("release_commits"))[:limit]
+        releases.order_by("-deployed_at", "-deploy_order").annotate(commit_count=Count("release_commits"))[:limit]
     )
     ids = [release.pk for release in releases]
     authors: dict[int, list[str]] = {}
@@ -119,9 +237,11 @@ def release_rows(*, app: App, limit: int = RELEASES_PER_PAGE) -> list[ReleaseRow
         .annotate(n=Count("pk")).values_list("regressed_release", "n")
     )  # fmt: skip
     now = timezone.now()
+    next_deploys = _next_deploys(app=app, releases=releases)
     rows = []
     for release in releases:
-        after_end = min(_next_release_at(release) or now, moment_shift(release.deployed_at, RATE_WINDOW), now)
+        release.app = app  # already resolved for the member: no query per release
+        rate_before, rate_after = release_error_rates(release=release, next_deploy=next_deploys[release.pk], now=now)
         rows.append(
             ReleaseRow(
                 release=release,
@@ -129,8 +249,8 @@ def release_rows(*, app: App, limit: int = RELEASES_PER_PAGE) -> list[ReleaseRow
                 authors=authors.get(release.pk, []),
                 new_issues=new_by_key.get((release.version, release.environment), 0),
                 regressed_issues=regressed.get(release.version, 0),
-                rate_before=_errors_per_hour(app=app, start=moment_shift(release.deployed_at, -RATE_WINDOW), end=release.deployed_at),
-                rate_after=_errors_per_hour(app=app, start=release.deployed_at, end=after_end),
+                rate_before=rate_before,
+                rate_after=rate_after,
             )
         )
     return rows
@@ -150,36 +270,52 @@ class EndpointChange:
     p95_after: float | None
 
 
-def endpoint_p95_changes(*, app: App, release: Release) -> list[EndpointChange]:
+@dataclass
+class EndpointChanges:
+    rows: list[EndpointChange]
+    # The environment the figures are of; "" when the transactions carry none (all of them).
+    environment: str
+
+
+def endpoint_p95_changes(*, app: App, release: Release) -> EndpointChanges:
     """Each transaction name's p95 in the day before the release and after it (until the next
-    release of its environment or a day), from the performance rollups."""
+    release of its environment or a day), from the performance rollups of the release's
+    environment; of all of them when no transaction of the app names that environment."""
     from . import performance
 
     minute = 60
     if not performance.CUSTOM_EARLIEST <= release.deployed_at <= timezone.now() + performance.CUSTOM_FUTURE:
         # No rollups exist that far out, and the ranges around it would overflow.
-        return []
+        return EndpointChanges(rows=[], environment=release.environment)
     start = release.deployed_at.replace(second=0, microsecond=0)
     end = min(_next_release_at(release) or timezone.now(), start + RATE_WINDOW, timezone.now())
     end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
     before_range = performance.TimeRange(key="custom", start=start - RATE_WINDOW, end=start, step=minute)
     after_range = performance.TimeRange(key="custom", start=start, end=end, step=minute)
-    before, _, _ = performance.names_table(app=app, time_range=before_range)
-    after, _, _ = performance.names_table(app=app, time_range=after_range)
+    environment = release.environment
+    if environment and not TransactionRollup.objects.filter(app=app, environment=environment).exists():
+        environment = ""
+    before, _, _ = performance.names_table(app=app, time_range=before_range, environment=environment)
+    after, _, _ = performance.names_table(app=app, time_range=after_range, environment=environment)
     p95_before = {row.name.name: row.stats.p95 for row in before}
     p95_after = {row.name.name: row.stats.p95 for row in after}
     names = sorted(set(p95_before) | set(p95_after))
-    return [EndpointChange(name=name, p95_before=p95_before.get(name), p95_after=p95_after.get(name)) for name in names]
+    return EndpointChanges(
+        rows=[EndpointChange(name=name, p95_before=p95_before.get(name), p95_after=p95_after.get(name)) for name in names],
+        environment=environment,
+    )
 
 
-def release_markers(*, app: App, start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+def release_markers(*, app: App, start: datetime, end: datetime, environment: str = "") -> list[tuple[datetime, str]]:
+    releases = Release.objects.filter(
+        app=app,
+        deployed_at__gte=start,
+        deployed_at__lt=end,
+    )
+    if environment:
+        releases = releases.filter(environment=environment)
     return list(
-        Release.objects.filter(
-            app=app,
-            deployed_at__gte=start,
-            deployed_at__lt=end,
-        )
-        .order_by("deployed_at")
+        releases.order_by("deployed_at")
         .values_list("deployed_at", "version")[:50]
     )
 
@@ -209,10 +345,18 @@ def release_list(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse
     app = app_for_member(request.user, org_id, app_id)
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET"])
+    environments = environment_filter_resolve(user=request.user, app=app, params=request.GET)
     return render(
         request,
         "dashboards/releases.html",
-        {"app": app, "organization": app.organization, "rows": release_rows(app=app), "ordering_rule": ORDERING_RULE},
+        {
+            "app": app,
+            "organization": app.organization,
+            "rows": release_rows(app=app, environment=environments.current),
+            "ordering_rule": ORDERING_RULE,
+            "rate_rule": RATE_RULE,
+            "environments": environments,
+        },
     )
 
 
@@ -239,6 +383,8 @@ def release_detail(request: HttpRequest, org_id: str, app_id: str, release_id: i
         app=app,
         followup__regressed_release=release.version,
     ).order_by("-regressed_at")[:100]
+    release.app = app
+    rates = release_error_rates(release=release, next_deploy=_next_release_at(release), now=timezone.now())
     return render(
         request,
         "dashboards/release.html",
@@ -250,6 +396,9 @@ def release_detail(request: HttpRequest, org_id: str, app_id: str, release_id: i
             "new_issues": new_issues,
             "regressions": regressions,
             "endpoints": endpoint_p95_changes(app=app, release=release),
+            "rate_before": rates[0],
+            "rate_after": rates[1],
+            "rate_rule": RATE_RULE,
             "ordering_rule": ORDERING_RULE,
             "is_owner": member_is_owner(user=request.user, app=app),
         },

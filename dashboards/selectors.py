@@ -19,7 +19,7 @@ from django.http import Http404
 
 from accounts.models import App
 from accounts.selectors import app_for_member
-from processing.models import Event, Issue, IssueHourly, RejectionCount
+from processing.models import Event, Issue, IssueEnvironment, IssueHourly, RejectionCount
 
 from .charts import hour_floor
 
@@ -41,6 +41,13 @@ ISSUE_SORTS = {
     "last_seen": ("-last_seen", "-id"),
     "first_seen": ("-first_seen", "-id"),
     "count": ("-event_count", "-id"),
+}
+# The same sorts on one environment's figures, on the (app, environment, last_seen) index of
+# IssueEnvironment (the other two sort that environment's rows).
+ISSUE_ENVIRONMENT_SORTS = {
+    "last_seen": ("-last_seen", "-issue_id"),
+    "first_seen": ("-first_seen", "-issue_id"),
+    "count": ("-count", "-issue_id"),
 }
 ISSUE_SORT_LABELS = {"last_seen": "Last seen", "first_seen": "First seen", "count": "Events"}
 ISSUE_STATUSES = [choice for choice, _label in Issue.Status.choices]
@@ -107,25 +114,67 @@ def issues_filter(*, app: App, query: IssueListQuery) -> QuerySet[Issue]:
     )
 
 
-def issues_page(*, app: App, query: IssueListQuery) -> Page:
+def issue_environments_filter(*, app: App, query: IssueListQuery, environment: str) -> QuerySet[IssueEnvironment]:
+    """The issues seen in ``environment``, with their figures there, sorted by those."""
+    rows = IssueEnvironment.objects.filter(
+        app=app,
+        environment=environment,
+        issue__app=app,
+        issue__status=query.status,
+    )
+    if query.search:
+        rows = rows.filter(Q(issue__title__icontains=query.search) | Q(issue__culprit__icontains=query.search))
+    return rows.select_related("issue").order_by(*ISSUE_ENVIRONMENT_SORTS[query.sort])
+
+
+@dataclass
+class IssueRow:
+    """An issue as the list shows it: its figures in the chosen environment, or in all."""
+
+    issue: Issue
+    events: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+def issues_page(*, app: App, query: IssueListQuery, environment: str = "") -> tuple[Page, list[IssueRow]]:
     """Two queries: the count of matching issues, then one page of them."""
-    paginator = Paginator(issues_filter(app=app, query=query), ISSUES_PER_PAGE)
+    if environment:
+        source = issue_environments_filter(app=app, query=query, environment=environment)
+    else:
+        source = issues_filter(app=app, query=query)
+    paginator = Paginator(source, ISSUES_PER_PAGE)
     page = paginator.get_page(query.page)
     if page.number != query.page:
         query.problems.append(f"There is no page {query.page}; showing page {page.number}.")
-    return page
+    if environment:
+        rows = [
+            IssueRow(issue=item.issue, events=item.count, first_seen=item.first_seen, last_seen=item.last_seen)
+            for item in page.object_list
+        ]
+    else:
+        rows = [
+            IssueRow(issue=issue, events=issue.event_count, first_seen=issue.first_seen, last_seen=issue.last_seen)
+            for issue in page.object_list
+        ]
+    return page, rows
 
 
-def issues_hourly_counts(*, app: App, issue_ids: list[int], since: datetime) -> dict[int, dict[datetime, int]]:
+def issues_hourly_counts(
+    *, app: App, issue_ids: list[int], since: datetime, environment: str = ""
+) -> dict[int, dict[datetime, int]]:
     """Hourly counts of many issues in ONE query (the list's sparklines), on the
-    (issue, hour) unique index."""
+    (issue, environment, hour) unique index; all environments' rows add up when none is given."""
     if not issue_ids:
         return {}
     rows = IssueHourly.objects.filter(
         app=app,
         issue_id__in=issue_ids,
         hour__gte=since,
-    ).values_list("issue_id", "hour", "count")
+    )
+    if environment:
+        rows = rows.filter(environment=environment)
+    rows = rows.values_list("issue_id", "hour", "count")
     counts: dict[int, dict[datetime, int]] = defaultdict(dict)
     for issue_id, hour, count in rows:
         bucket = hour_floor(hour)
@@ -133,14 +182,16 @@ def issues_hourly_counts(*, app: App, issue_ids: list[int], since: datetime) -> 
     return counts
 
 
-def app_hourly_counts(*, app: App, since: datetime) -> dict[datetime, int]:
-    """Events per hour of the whole app, on the (app, hour) index of IssueHourly."""
+def app_hourly_counts(*, app: App, since: datetime, environment: str = "") -> dict[datetime, int]:
+    """Events per hour of the whole app (or of one environment), on the (app, hour) index of IssueHourly."""
+    rows = IssueHourly.objects.filter(
+        app=app,
+        hour__gte=since,
+    )
+    if environment:
+        rows = rows.filter(environment=environment)
     rows = (
-        IssueHourly.objects.filter(
-            app=app,
-            hour__gte=since,
-        )
-        .values("hour")
+        rows.values("hour")
         .annotate(total=Sum("count"))
         .values_list("hour", "total")
     )
@@ -151,12 +202,15 @@ def app_hourly_counts(*, app: App, since: datetime) -> dict[datetime, int]:
     return counts
 
 
-def issue_hourly_counts(*, issue: Issue, since: datetime) -> dict[datetime, int]:
+def issue_hourly_counts(*, issue: Issue, since: datetime, environment: str = "") -> dict[datetime, int]:
     rows = IssueHourly.objects.filter(
         app_id=issue.app_id,
         issue=issue,
         hour__gte=since,
-    ).values_list("hour", "count")
+    )
+    if environment:
+        rows = rows.filter(environment=environment)
+    rows = rows.values_list("hour", "count")
     counts: dict[datetime, int] = {}
     for hour, count in rows:
         bucket = hour_floor(hour)
@@ -164,9 +218,22 @@ def issue_hourly_counts(*, issue: Issue, since: datetime) -> dict[datetime, int]
     return counts
 
 
-def app_exception_types(*, app: App, limit: int = 8) -> list[dict]:
+def app_exception_types(*, app: App, limit: int = 8, environment: str = "") -> list[dict]:
     """The most common exception types by events, summed over the app's issues (one row per issue,
-    so this reads issues, never events)."""
+    or per issue and environment, so this reads issues, never events)."""
+    if environment:
+        per_environment = (
+            IssueEnvironment.objects.filter(
+                app=app,
+                environment=environment,
+                issue__app=app,
+            )
+            .exclude(issue__exception_type="")
+            .values("issue__exception_type")
+            .annotate(events=CounterSum("count"))
+            .order_by("-events", "issue__exception_type")[:limit]
+        )
+        return [{"exception_type": row["issue__exception_type"], "events": _count(row["events"])} for row in per_environment]
     rows = (
         Issue.objects.filter(
             app=app,
@@ -215,12 +282,25 @@ def app_issue_for_member(user, org_id: str, app_id: str, issue_id: int) -> tuple
     return app, issue
 
 
-def issue_latest_event(*, issue: Issue) -> Event | None:
+def issue_environments(*, issue: Issue) -> list[IssueEnvironment]:
+    """The environments the issue was seen in, the busiest first (one row each)."""
+    return list(
+        IssueEnvironment.objects.filter(
+            app_id=issue.app_id,
+            issue=issue,
+        ).order_by("-count", "environment")
+    )
+
+
+def issue_latest_event(*, issue: Issue, environment: str = "") -> Event | None:
     """On the (issue, timestamp) index."""
-    return Event.objects.filter(
+    events = Event.objects.filter(
         app_id=issue.app_id,
         issue=issue,
-    ).order_by("-timestamp", "-id").first()
+    )
+    if environment:
+        events = events.filter(environment=environment)
+    return events.order_by("-timestamp", "-id").first()
 
 
 def issue_event(*, issue: Issue, event_id: uuid.UUID) -> Event | None:
@@ -232,13 +312,15 @@ def issue_event(*, issue: Issue, event_id: uuid.UUID) -> Event | None:
     ).first()
 
 
-def event_neighbours(*, event: Event) -> tuple[uuid.UUID | None, uuid.UUID | None]:
-    """(the previous, the next) event of the same issue by time, ids broken by id. Two small
-    queries walking the (issue, timestamp) index one row each way."""
+def event_neighbours(*, event: Event, environment: str = "") -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """(the previous, the next) event of the same issue (in ``environment`` when given) by time,
+    ids broken by id. Two small queries walking the (issue, timestamp) index one row each way."""
     same_issue = Event.objects.filter(
         app_id=event.app_id,
         issue_id=event.issue_id,
     )
+    if environment:
+        same_issue = same_issue.filter(environment=environment)
     previous = (
         # The plain range condition lets the index seek; the OR only breaks ties within one timestamp.
         same_issue.filter(timestamp__lte=event.timestamp)

@@ -21,6 +21,7 @@ from accounts.selectors import app_for_member
 
 from . import selectors
 from .charts import bar_chart_build, hours_window
+from .environments import environment_filter_resolve
 from .eventview import event_view_build
 from .issue_actions import issue_release_resolution_clear
 from .releases import bar_chart_markers, issue_followup_context, release_markers
@@ -43,25 +44,42 @@ def issue_list(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
         query.problems.append(f"The range must be one of {', '.join(CHART_RANGES)}; showing 24h.")
         chart_range = "24h"
 
-    page = selectors.issues_page(app=app, query=query)
-    issues = list(page.object_list)
+    environments = environment_filter_resolve(
+        user=request.user,
+        app=app,
+        params=request.GET,
+        keep={"status": query.status, "sort": query.sort, "q": query.search, "range": chart_range},
+    )
+    environment = environments.current
+
+    page, issue_rows = selectors.issues_page(app=app, query=query, environment=environment)
     spark_hours = hours_window(hours=SPARKLINE_HOURS)
-    hourly = selectors.issues_hourly_counts(app=app, issue_ids=[issue.id for issue in issues], since=spark_hours[0])
+    hourly = selectors.issues_hourly_counts(
+        app=app, issue_ids=[row.issue.id for row in issue_rows], since=spark_hours[0], environment=environment
+    )
     rows = [
         {
-            "issue": issue,
-            "chart": bar_chart_build(counts=hourly.get(issue.id, {}), buckets=spark_hours, width=96, height=20),
+            "issue": row.issue,
+            "row": row,
+            "chart": bar_chart_build(counts=hourly.get(row.issue.id, {}), buckets=spark_hours, width=96, height=20),
         }
-        for issue in issues
+        for row in issue_rows
     ]
     chart_hours = hours_window(hours=CHART_RANGES[chart_range])
     app_chart = bar_chart_build(
-        counts=selectors.app_hourly_counts(app=app, since=chart_hours[0]), buckets=chart_hours, width=720, height=120,
+        counts=selectors.app_hourly_counts(app=app, since=chart_hours[0], environment=environment),
+        buckets=chart_hours,
+        width=720,
+        height=120,
         y_label="errors per hour",
-    )  # fmt: skip
-    bar_chart_markers(chart=app_chart, markers=release_markers(app=app, start=app_chart.start, end=app_chart.end))
+    )
+    bar_chart_markers(
+        chart=app_chart,
+        markers=release_markers(app=app, start=app_chart.start, end=app_chart.end, environment=environment),
+    )
 
     def list_url(**changes) -> str:
+        # The environment is remembered, so links need not carry it.
         params = {"status": query.status, "sort": query.sort, "q": query.search, "range": chart_range, "page": 1}
         params.update(changes)
         return "?" + urlencode({key: value for key, value in params.items() if value not in ("", None)})
@@ -82,7 +100,8 @@ def issue_list(request: HttpRequest, org_id: str, app_id: str) -> HttpResponse:
             "sort_links": [(sort, selectors.ISSUE_SORT_LABELS[sort], list_url(sort=sort)) for sort in selectors.ISSUE_SORTS],
             "previous_url": list_url(page=page.previous_page_number()) if page.has_previous() else "",
             "next_url": list_url(page=page.next_page_number()) if page.has_next() else "",
-            "exception_types": selectors.app_exception_types(app=app),
+            "exception_types": selectors.app_exception_types(app=app, environment=environment),
+            "environments": environments,
             "rejections": selectors.app_rejections(app=app, since=chart_hours[0]),
         },
     )
@@ -95,20 +114,32 @@ def issue_detail(
     """The issue page, showing its latest event, or ``event_id`` when given (``issue_event``)."""
     app, issue = selectors.app_issue_for_member(request.user, org_id, app_id, issue_id)
     if event_id is None:
-        event = selectors.issue_latest_event(issue=issue)
+        event = None
     else:
         event = selectors.issue_event(issue=issue, event_id=event_id)
         if event is None:
             raise Http404("No such event")
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET"])
-    previous_id, next_id = selectors.event_neighbours(event=event) if event else (None, None)
+    environments = environment_filter_resolve(user=request.user, app=app, params=request.GET)
+    environment = environments.current
+    seen_in = selectors.issue_environments(issue=issue)
+    in_environment = next((row for row in seen_in if row.environment == environment), None) if environment else None
+    # An issue never seen in the chosen environment has no event there: no walk through its events.
+    if event_id is None and (not environment or in_environment is not None):
+        event = selectors.issue_latest_event(issue=issue, environment=environment)
+    previous_id, next_id = selectors.event_neighbours(event=event, environment=environment) if event else (None, None)
     chart_hours = hours_window(hours=24)
     chart = bar_chart_build(
-        counts=selectors.issue_hourly_counts(issue=issue, since=chart_hours[0]), buckets=chart_hours, width=480, height=100,
+        counts=selectors.issue_hourly_counts(issue=issue, since=chart_hours[0], environment=environment),
+        buckets=chart_hours,
+        width=480,
+        height=100,
         y_label="events per hour",
-    )  # fmt: skip
-    bar_chart_markers(chart=chart, markers=release_markers(app=app, start=chart.start, end=chart.end))
+    )
+    bar_chart_markers(
+        chart=chart, markers=release_markers(app=app, start=chart.start, end=chart.end, environment=environment)
+    )
 
     def event_url(target: uuid.UUID | None) -> str:
         if target is None:
@@ -127,6 +158,9 @@ def issue_detail(
             "previous_url": event_url(previous_id),
             "next_url": event_url(next_id),
             "chart": chart,
+            "environments": environments,
+            "seen_in": seen_in,
+            "in_environment": in_environment,
             "actions": [action for action, status in STATUS_ACTIONS.items() if status != issue.status],
             **issue_followup_context(app=app, issue=issue),
         },

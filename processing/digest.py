@@ -12,7 +12,11 @@ which SQLite 3.35+ and PostgreSQL both speak:
    issue that received a new event after it was resolved is reopened as regressed (one more
    statement, only when the batch touches a resolved issue);
 3. insert the events, ``ON CONFLICT (event_id) DO NOTHING``;
-4. upsert the hourly counts and the issue's distinct users, then add the new users to the issue.
+4. upsert the hourly counts (per issue, environment and hour) and the issue's distinct users,
+   then add the new users to the issue;
+5. upsert the per-environment facts the pages read without scanning events: per issue and
+   environment (count, first and last seen), per app, environment and minute, and the app's
+   environment names.
 
 Idempotent: an event id already stored is neither stored nor counted again, so redelivery after
 a crash or a lost ack changes nothing. Envelopes of an unknown version or kind, malformed ones,
@@ -42,7 +46,7 @@ from opbeat_agent.scrub import event_scrub, scrubber_default
 from accounts.models import App
 
 from . import grouping
-from .models import Event, Issue, IssueFollowup, IssueHourly, IssueUser
+from .models import Environment, ErrorMinute, Event, Issue, IssueEnvironment, IssueFollowup, IssueHourly, IssueUser
 from .releases import issues_regress_next_release, issues_regressed_release_record
 
 logger = logging.getLogger(__name__)
@@ -401,22 +405,91 @@ def _issue_counts_correct(lost: list[_Row], issue_ids: dict[tuple[int, str], int
 
 
 def _hourly_upsert(rows: list[_Row], issue_ids: dict[tuple[int, str], int]) -> None:
-    counts: Counter[tuple[int, datetime, int]] = Counter()
+    counts: Counter[tuple[int, str, datetime, int]] = Counter()
     for row in rows:
-        counts[(issue_ids[(row.app_id, row.group.fingerprint)], _hour(row.timestamp), row.app_id)] += 1
+        counts[(issue_ids[(row.app_id, row.group.fingerprint)], row.environment, _hour(row.timestamp), row.app_id)] += 1
     table = _table(IssueHourly)
     for chunk in _chunks(sorted(counts), 1000):
         params: list[Any] = []
-        for issue_id, hour, app_id in chunk:
-            params += [app_id, issue_id, _dt(hour), counts[(issue_id, hour, app_id)]]
+        for key in chunk:
+            issue_id, environment, hour, app_id = key
+            params += [app_id, issue_id, environment, _dt(hour), counts[key]]
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
-                INSERT INTO {table} (app_id, issue_id, hour, count) VALUES {_values(len(chunk), 4)}
-                ON CONFLICT (issue_id, hour) DO UPDATE SET count = {table}.count + excluded.count
+                INSERT INTO {table} (app_id, issue_id, environment, hour, count) VALUES {_values(len(chunk), 5)}
+                ON CONFLICT (issue_id, environment, hour) DO UPDATE SET count = {table}.count + excluded.count
                 """,
                 params,
             )
+
+
+def _environments_upsert(rows: list[_Row], issue_ids: dict[tuple[int, str], int], now: datetime) -> None:
+    """Per issue and environment, per app, environment and minute, and the app's environment names."""
+    least, greatest = _least_greatest()
+    per_issue: dict[tuple[int, str], list] = {}
+    for row in rows:
+        key = (issue_ids[(row.app_id, row.group.fingerprint)], row.environment)
+        item = per_issue.get(key)
+        if item is None:
+            per_issue[key] = [row.app_id, 1, row.timestamp, row.timestamp]
+        else:
+            item[1] += 1
+            item[2] = min(item[2], row.timestamp)
+            item[3] = max(item[3], row.timestamp)
+    table = _table(IssueEnvironment)
+    for chunk in _chunks(sorted(per_issue), 1000):
+        params: list[Any] = []
+        for key in chunk:
+            app_id, count, first, last = per_issue[key]
+            params += [app_id, key[0], key[1], count, _dt(first), _dt(last)]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (app_id, issue_id, environment, count, first_seen, last_seen)
+                VALUES {_values(len(chunk), 6)}
+                ON CONFLICT (issue_id, environment) DO UPDATE SET
+                    count = {table}.count + excluded.count,
+                    first_seen = {least}({table}.first_seen, excluded.first_seen),
+                    last_seen = {greatest}({table}.last_seen, excluded.last_seen)
+                """,
+                params,
+            )
+
+    minutes: Counter[tuple[int, str, datetime]] = Counter(
+        (row.app_id, row.environment, row.timestamp.replace(second=0, microsecond=0)) for row in rows
+    )
+    table = _table(ErrorMinute)
+    for chunk in _chunks(sorted(minutes), 1000):
+        params = []
+        for key in chunk:
+            params += [key[0], key[1], _dt(key[2]), minutes[key]]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (app_id, environment, minute, count) VALUES {_values(len(chunk), 4)}
+                ON CONFLICT (app_id, environment, minute) DO UPDATE SET count = {table}.count + excluded.count
+                """,
+                params,
+            )
+
+    names = sorted({(row.app_id, row.environment) for row in rows if row.environment})
+    if names:
+        environments_record(names=names, now=now)
+
+
+def environments_record(*, names: list[tuple[int, str]], now: datetime) -> None:
+    """Store the (app id, environment name) pairs not stored yet; one statement."""
+    table = _table(Environment)
+    params: list[Any] = []
+    for app_id, name in names:
+        params += [app_id, name, _dt(now)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (app_id, name, first_seen) VALUES {_values(len(names), 3)} "
+            f"ON CONFLICT (app_id, name) DO NOTHING",
+            params,
+        )
 
 
 def _users_upsert(rows: list[_Row], issue_ids: dict[tuple[int, str], int]) -> None:
@@ -479,6 +552,7 @@ def _rows_store(rows: list[_Row], *, now: datetime) -> DigestResult:
         new = [row for row in new if row.event_id in inserted]
     _hourly_upsert(new, issue_ids)
     _users_upsert(new, issue_ids)
+    _environments_upsert(new, issue_ids, now)
     result.stored = len(new)
     result.issue_ids = {issue_ids[(row.app_id, row.group.fingerprint)] for row in new}
     return result

@@ -45,7 +45,8 @@ class Issue(models.Model):
 class Event(models.Model):
     # Assigned by the intake when it accepts the event; unique so a redelivered message is a no-op.
     event_id = models.UUIDField(unique=True)
-    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the (app, environment, timestamp) index below starts with it.
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
     issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="events")
     timestamp = models.DateTimeField()
     received_at = models.DateTimeField()
@@ -58,20 +59,71 @@ class Event(models.Model):
     data = models.JSONField()
 
     class Meta:
-        indexes = [models.Index(fields=["issue", "timestamp"], name="event_issue_time")]
+        indexes = [
+            models.Index(fields=["issue", "timestamp"], name="event_issue_time"),
+            # The release figures count the events of one environment in the minute of a deploy.
+            models.Index(fields=["app", "environment", "timestamp"], name="event_app_env_time"),
+        ]
 
 
 class IssueHourly(models.Model):
-    """Events per issue per hour; app is repeated so app-wide charts need no join."""
+    """Events per issue, environment and hour; app is repeated so app-wide charts need no join.
+    The figures of all environments are the sum of an issue's rows ("" is an event that named
+    no environment, and every row written before environments were kept)."""
 
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
     issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="hourly")
+    environment = models.CharField(max_length=100, blank=True, default="")
     hour = models.DateTimeField()
     count = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["issue", "hour"], name="issue_hourly_unique")]
+        constraints = [models.UniqueConstraint(fields=["issue", "environment", "hour"], name="issue_hourly_env_unique")]
         indexes = [models.Index(fields=["app", "hour"], name="issue_hourly_app_hour")]
+
+
+class IssueEnvironment(models.Model):
+    """An issue's events in one environment: what the issue page lists and what the issue list
+    filters and sorts on when an environment is chosen. Written by the digest in bulk."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="environments")
+    environment = models.CharField(max_length=100, blank=True, default="")
+    count = models.PositiveBigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issue", "environment"], name="issue_environment_unique")]
+        # One index: each more costs the digest's upsert (count and last_seen change on every
+        # batch, so no update is HOT); sorting one environment by count or first seen sorts
+        # the rows of that (app, environment) prefix.
+        indexes = [models.Index(fields=["app", "environment", "last_seen"], name="issue_env_last")]
+
+
+class ErrorMinute(models.Model):
+    """Events of an app per environment and minute: the release figures count errors before and
+    after a deploy from these (and the deploy's own minute from the events themselves)."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    environment = models.CharField(max_length=100, blank=True, default="")
+    minute = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "environment", "minute"], name="error_minute_unique")]
+
+
+class Environment(models.Model):
+    """The environments an app's events, transactions or releases have named (the pages' selector).
+    "" (none named) is not listed."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    first_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "name"], name="environment_unique")]
 
 
 class IssueUser(models.Model):
@@ -293,6 +345,9 @@ class TransactionRollup(models.Model):
 
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
     name = models.ForeignKey(TransactionName, on_delete=models.CASCADE, related_name="rollups")
+    # The environment the agent reported ("" none). The pages' "all environments" figures merge
+    # the rows of every environment at read time (sketches merge exactly by adding bins).
+    environment = models.CharField(max_length=100, blank=True, default="")
     resolution = models.PositiveIntegerField(choices=Resolution.choices)
     bucket = models.DateTimeField()
     count = models.PositiveBigIntegerField(default=0)
@@ -306,7 +361,9 @@ class TransactionRollup(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["name", "resolution", "bucket"], name="transaction_rollup_unique")
+            models.UniqueConstraint(
+                fields=["name", "environment", "resolution", "bucket"], name="transaction_rollup_env_unique"
+            )
         ]
         indexes = [models.Index(fields=["app", "resolution", "bucket"], name="transaction_rollup_app")]
 
@@ -325,6 +382,7 @@ class TransactionTrace(models.Model):
     result = models.CharField(max_length=40, blank=True, default="")
     hostname = models.CharField(max_length=200, blank=True, default="")
     release = models.CharField(max_length=200, blank=True, default="")
+    environment = models.CharField(max_length=100, blank=True, default="")
     spans = models.JSONField(default=list)
     spans_dropped = models.PositiveIntegerField(default=0)
 

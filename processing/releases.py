@@ -24,7 +24,7 @@ from django.db.models import Max
 
 from accounts.models import App
 
-from .models import Commit, CommitFile, Issue, IssueFollowup, Release, ReleaseCommit
+from .models import Commit, CommitFile, Environment, Issue, IssueFollowup, Release, ReleaseCommit
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,11 @@ def release_store(
             app=app, version=version, environment=environment, branch=branch, status=status,
             deployed_at=deployed_at, deploy_order=last + 1,
         )  # fmt: skip
+        if environment:
+            # The pages' environment selector lists it from now on.
+            Environment.objects.bulk_create(
+                [Environment(app=app, name=environment, first_seen=deployed_at)], ignore_conflicts=True
+            )
     else:
         changed = False
         for name, value in (("branch", branch), ("status", status)):

@@ -1,5 +1,6 @@
 """Rolls the intake's ``"transactions"`` envelopes up into per-minute, per-hour and per-day rows
-per (app, transaction name), plus the app's totals, and keeps the slowest sampled traces.
+per (app, transaction name, environment), plus the app's totals per environment, and keeps the
+slowest sampled traces. The figures of all environments are those rows merged when read.
 
 An envelope's ``data`` is what ``intake.protocols.transactions`` produced: groups (count, errors,
 sum, min, max and sketch bins per name, result, kind and minute), breakdowns (exclusive time per
@@ -9,7 +10,7 @@ span kind) and traces. For a batch of envelopes:
    RETURNING``): only the ids that were new are rolled up, so a redelivered message adds nothing;
 2. names are resolved to ``TransactionName`` rows; past ``transaction_names_per_app`` names an app
    gets no new ones, and their numbers go to ``_other``;
-3. the deltas are added in Python per (name, resolution, bucket), then each touched row is
+3. the deltas are added in Python per (name, environment, resolution, bucket), then each touched row is
    created if missing and locked (``SELECT .. FOR UPDATE`` in key order, so two workers never
    deadlock), merged and written back with one bulk update; sketches merge by adding bins;
 4. the slowest ``TRACES_PER_MINUTE`` traces of each name and minute are inserted, their spans'
@@ -43,6 +44,7 @@ from opbeat_agent.scrub import scrubber_default, span_scrub
 from accounts.models import App
 
 from . import sketches
+from .digest import environments_record
 from .models import TransactionEnvelope, TransactionName, TransactionRollup, TransactionTrace
 
 logger = logging.getLogger(__name__)
@@ -148,6 +150,7 @@ class _Parsed:
     traces: list[dict]
     hostname: str
     release: str
+    environment: str
 
 
 def _envelope_parse(envelope: Any) -> _Parsed:
@@ -226,6 +229,7 @@ def _envelope_parse(envelope: Any) -> _Parsed:
         traces=traces,
         hostname=str(data.get("hostname") or "")[:200],
         release=str(data.get("release") or "")[:200],
+        environment=str(data.get("environment") or "").replace("\x00", "").strip()[:100],
     )
 
 
@@ -297,20 +301,22 @@ def _names_resolve(app_id: int, wanted: dict[str, str], now: datetime) -> dict[s
     return out
 
 
-def _rollups_write(deltas: dict[tuple[int, int, int, int], _Delta]) -> int:
-    """Add ``deltas`` ({(app_id, name_id, resolution, bucket epoch): delta}) to their rows."""
+def _rollups_write(deltas: dict[tuple[int, int, str, int, int], _Delta]) -> int:
+    """Add ``deltas`` ({(app_id, name_id, environment, resolution, bucket epoch): delta}) to their rows."""
     keys = sorted(deltas)
     TransactionRollup.objects.bulk_create(
         [
-            TransactionRollup(app_id=app_id, name_id=name_id, resolution=resolution, bucket=_utc(bucket), span_ms={})
-            for app_id, name_id, resolution, bucket in keys
+            TransactionRollup(
+                app_id=app_id, name_id=name_id, environment=environment, resolution=resolution, bucket=_utc(bucket), span_ms={}
+            )
+            for app_id, name_id, environment, resolution, bucket in keys
         ],
         ignore_conflicts=True,
         batch_size=_CHUNK,
     )
     by_resolution: dict[int, list[tuple]] = defaultdict(list)
     for key in keys:
-        by_resolution[key[2]].append(key)
+        by_resolution[key[3]].append(key)
     changed = []
     for resolution, group in by_resolution.items():
         for start in range(0, len(group), _CHUNK):
@@ -319,14 +325,15 @@ def _rollups_write(deltas: dict[tuple[int, int, int, int], _Delta]) -> int:
                 TransactionRollup.objects.select_for_update()
                 .filter(
                     name_id__in={key[1] for key in chunk},
+                    environment__in={key[2] for key in chunk},
                     resolution=resolution,
-                    bucket__in={_utc(key[3]) for key in chunk},
+                    bucket__in={_utc(key[4]) for key in chunk},
                 )
-                .order_by("name_id", "bucket")
+                .order_by("name_id", "environment", "bucket")
             )
             wanted = set(chunk)
             for row in rows:
-                key = (row.app_id, row.name_id, row.resolution, int(row.bucket.timestamp()))
+                key = (row.app_id, row.name_id, row.environment, row.resolution, int(row.bucket.timestamp()))
                 if key not in wanted:
                     continue
                 delta = deltas[key]
@@ -402,6 +409,7 @@ def _traces_insert(parsed: list[_Parsed], names: dict[int, dict[str, int]]) -> i
                 result=trace["result"],
                 hostname=item.hostname,
                 release=item.release,
+                environment=item.environment,
                 spans=trace["spans"],
                 spans_dropped=trace["spans_dropped"],
             )
@@ -437,7 +445,7 @@ def _parsed_store(parsed: list[_Parsed], result: RollupResult) -> None:
             wanted[item.app_id].setdefault(entry["transaction"], entry.get("kind") or "request")
     names = {app_id: _names_resolve(app_id, wanted[app_id], now) for app_id in sorted(wanted)}
 
-    deltas: dict[tuple[int, int, int, int], _Delta] = defaultdict(_Delta)
+    deltas: dict[tuple[int, int, str, int, int], _Delta] = defaultdict(_Delta)
     for item in kept:
         total = names[item.app_id][TransactionName.TOTAL]
         for group in item.groups:
@@ -445,16 +453,21 @@ def _parsed_store(parsed: list[_Parsed], result: RollupResult) -> None:
             for resolution in RESOLUTIONS:
                 bucket = group["minute"] // resolution * resolution
                 for target in (name_id, total):
-                    deltas[(item.app_id, target, int(resolution), bucket)].add_group(group, group["bins"])
+                    deltas[(item.app_id, target, item.environment, int(resolution), bucket)].add_group(group, group["bins"])
             result.transactions += group["count"]
         for breakdown in item.breakdowns:
             name_id = names[item.app_id][breakdown["transaction"]]
             for resolution in RESOLUTIONS:
                 bucket = breakdown["minute"] // resolution * resolution
                 for target in (name_id, total):
-                    deltas[(item.app_id, target, int(resolution), bucket)].add_breakdown(breakdown["base"], breakdown["kinds"])
+                    deltas[(item.app_id, target, item.environment, int(resolution), bucket)].add_breakdown(
+                        breakdown["base"], breakdown["kinds"]
+                    )
     result.rows += _rollups_write(deltas)
     result.traces += _traces_insert(kept, names)
+    environments = sorted({(item.app_id, item.environment) for item in kept if item.environment})
+    if environments:
+        environments_record(names=environments, now=now)
     result.rolled_up += len(kept)
 
 

@@ -18,7 +18,7 @@ from django.db.models.functions import RowNumber
 
 from accounts.models import App
 
-from .models import Event, Issue, IssueHourly, RejectionCount
+from .models import ErrorMinute, Event, Issue, IssueHourly, RejectionCount
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _ids_delete(ids: list[int]) -> int:
 
 def events_prune(*, now: datetime | None = None) -> dict[str, int]:
     """Delete events beyond the newest ``events_kept_per_issue`` of each issue, and events (and
-    hourly counts) older than ``event_retention_days``. Issues and their totals are kept.
+    hourly and per-minute counts) older than ``event_retention_days``. Issues and their totals are kept.
     """
     now = now or datetime.now(tz=dt_timezone.utc)
     kept = settings.OPBEAT_LIMITS["events_kept_per_issue"]
@@ -119,8 +119,10 @@ def events_prune(*, now: datetime | None = None) -> dict[str, int]:
     surplus_deleted = _ids_delete(surplus)
 
     hourly_deleted, _ = IssueHourly.objects.filter(hour__lt=cutoff).delete()
+    # The per-minute counts behind the release figures live as long as the hourly ones.
+    minutes_deleted, _ = ErrorMinute.objects.filter(minute__lt=cutoff).delete()
     logger.info(
         "events_prune: %d events past retention, %d beyond the newest %d per issue, %d hourly rows",
         expired_deleted, surplus_deleted, kept, hourly_deleted,
     )  # fmt: skip
-    return {"expired": expired_deleted, "surplus": surplus_deleted, "hourly": hourly_deleted}
+    return {"expired": expired_deleted, "surplus": surplus_deleted, "hourly": hourly_deleted, "minutes": minutes_deleted}

@@ -23,3 +23,14 @@ def test_reset_forgets_the_current_window():
     assert throttle_hit("t:r", limit, now=121.0) > 0
     throttle_reset("t:r", limit, now=122.0)
     assert throttle_hit("t:r", limit, now=123.0) == 0
+
+
+def test_two_limits_on_one_key_count_apart_when_their_windows_start_together():
+    cache.clear()
+    short, day = Limit(count=1, seconds=600), Limit(count=3, seconds=86400)
+    midnight = 20_834 * 86_400.0  # a 10-minute window and a day's start here together
+    for step in range(3):
+        now = midnight + step * 660
+        assert throttle_hit("t:two", short, now=now) == 0
+        assert throttle_hit("t:two", day, now=now) == 0, f"mail {step + 1} of 3 in the day"
+    assert throttle_hit("t:two", day, now=midnight + 4 * 660) > 0

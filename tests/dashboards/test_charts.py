@@ -17,8 +17,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.urls import reverse
 
-from processing.models import Release, TransactionName
-from tests.dashboards.rows import hourly_create, issue_create
+from processing.models import ErrorMinute, Release, TransactionName
+from tests.dashboards.rows import event_create, hourly_create, issue_create
 from tests.performance.conftest import perf  # noqa: F401 - the fixture, used by name
 from tests.performance.test_pages import durations, minute_ago
 # The intake's autouse fixture (fresh token cache, quota and rejection counters per test) and the
@@ -190,7 +190,10 @@ def test_a_one_point_series_is_a_dot_with_its_value(perf):  # noqa: F811
 def test_release_error_rates_have_significant_digits(member):
     now = datetime.now(tz=timezone.utc)
     issue = issue_create(app=member.app, event_count=1)
-    hourly_create(issue=issue, counts={now - timedelta(hours=5): 1})
+    # As the digest keeps it: the event and its minute's count (the release figures read both).
+    when = (now - timedelta(hours=5)).replace(second=0, microsecond=0)
+    event_create(issue=issue, timestamp=when)
+    ErrorMinute.objects.create(app=member.app, environment="", minute=when, count=1)
     Release.objects.create(app=member.app, version="1.0", deployed_at=now - timedelta(minutes=30), deploy_order=1)
     html = member.client.get(reverse("dashboards:release_list", args=[member.organization.public_id, member.app.public_id])).content.decode()
     # One error in the 24 hours before the deploy is 1/24 an hour, not "0.04"; none after it.

@@ -138,12 +138,12 @@ def test_query_budget_does_not_grow_with_issues(member, django_assert_max_num_qu
             hourly_create(issue=issue, counts={timezone.now(): index + 1})
 
     make(1)
-    # session, user, app, issue count, issue page, sparklines, app chart, exception types, drops,
-    # release markers
-    with django_assert_max_num_queries(10):
+    # session, user, app, remembered environment, environment names, issue count, issue page,
+    # sparklines, app chart, exception types, drops, release markers
+    with django_assert_max_num_queries(12):
         assert member.client.get(member.url("issue_list")).status_code == 200
     make(40)
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(12):
         assert member.client.get(member.url("issue_list")).status_code == 200
 
 

@@ -189,17 +189,18 @@ def test_status_rejects_bad_action_get_foreign_redirects_and_missing_csrf(member
 def test_query_budget_does_not_grow_with_events(member, django_assert_max_num_queries):
     issue = issue_create(app=member.app)
     event_create(issue=issue)
-    # session, user, app, issue, event, previous, next, hourly chart, release markers, follow-up
-    # (suspect, assignee), members (the reassign form)
-    with django_assert_max_num_queries(11):
+    # session, user, app, issue, remembered environment, environment names, event, previous,
+    # next, hourly chart, release markers, environments seen in, follow-up (suspect, assignee),
+    # members (the reassign form)
+    with django_assert_max_num_queries(14):
         assert member.client.get(member.url("issue_detail", issue.id)).status_code == 200
     for _ in range(30):
         event_create(issue=issue)
     hourly_create(issue=issue, counts={timezone.now(): 31})
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(14):
         assert member.client.get(member.url("issue_detail", issue.id)).status_code == 200
     older_event_url = member.url("issue_event", issue.id, issue.events.order_by("id").first().event_id)
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(14):
         assert member.client.get(older_event_url).status_code == 200
 
 

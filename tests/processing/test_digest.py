@@ -202,8 +202,9 @@ def test_many_apps_and_groups_in_one_batch_use_a_bounded_number_of_queries(djang
         for i in range(400)
         for app in [apps[i % 5]]
     ]
-    # Apps, existing ids, issues, events, hourly, users, users_count (+ savepoint): not per event.
-    with django_assert_max_num_queries(10):
+    # Apps, existing ids, issues, events, hourly, users, users_count, issue environments,
+    # minutes (+ savepoint; the environment names only when events name one): not per event.
+    with django_assert_max_num_queries(12):
         result = events_digest(envelopes=batch)
     assert result.stored == 400
     assert Issue.objects.count() == 5 * 4
