@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from fractions import Fraction
 
 import pytest
 
@@ -11,8 +12,9 @@ from opbeat_agent.sketch import DurationSketch
 
 
 def exact_quantile(values: list, q: float) -> float:
+    """Nearest rank: the value at rank ceil(q * n), 1-based."""
     ordered = sorted(values)
-    return ordered[int(math.floor(q * (len(ordered) - 1)))]
+    return ordered[max(math.ceil(Fraction(str(q)) * len(ordered)), 1) - 1]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
