@@ -295,7 +295,8 @@ def _agent_normalize(body: _AgentBody) -> dict:
         if values is not None:
             if len(values) != item.count:
                 raise ProtocolError(400, f"histograms[{index}]: the sketch lists {len(values)} values but count is {item.count}")
-            if values and (min(values) < item.min or max(values) > item.max):
+            # A microsecond of slack: values are sent to the µs, min and max perhaps unrounded.
+            if values and (min(values) < item.min - 0.001 or max(values) > item.max + 0.001):
                 raise ProtocolError(400, f"histograms[{index}]: sketch values outside min..max")
         result = _result(item.result)
         exact = values is not None and len(values) <= EXACT_MAX
