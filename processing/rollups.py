@@ -2,8 +2,8 @@
 per (app, transaction name), plus the app's totals, and keeps the slowest sampled traces.
 
 An envelope's ``data`` is what ``intake.protocols.transactions`` produced: groups (count, errors,
-sum, min, max and sketch bins, or the durations of a small group, per name, result, kind and minute), breakdowns (exclusive time per
-span kind) and traces. For a batch of envelopes:
+sum, min, max and sketch bins, or a small group's durations, per name, result, kind and minute),
+breakdowns (exclusive time per span kind) and traces. For a batch of envelopes:
 
 1. the envelope ids are recorded (``TransactionEnvelope``, ``INSERT .. ON CONFLICT DO NOTHING
    RETURNING``): only the ids that were new are rolled up, so a redelivered message adds nothing;

@@ -204,13 +204,6 @@ def _epoch(moment: datetime) -> float:
     return moment.timestamp()
 
 
-def duration_bin(value: float) -> int | None:
-    """The sketch bin of one duration in ms, or None for the zero bin (under ``MIN_VALUE``)."""
-    if value < MIN_VALUE:
-        return None
-    return math.ceil(math.log(value) / _GAMMA_LOG)
-
-
 def _decode(raw: bytes, kind: type) -> Any:
     try:
         return msgspec.json.decode(raw, type=kind)
@@ -422,8 +415,9 @@ def _original_groups(transactions: list[_OriginalTransaction]) -> list[dict]:
 
 
 def _bins_count(values: list[float]) -> tuple[list[list[int]], int]:
-    """Sorted ``[bin, count]`` pairs and the zero count of durations (``duration_bin`` over
-    them, in numpy: a busy minute lists tens of thousands)."""
+    """Sorted ``[bin, count]`` pairs and the zero count (durations under ``MIN_VALUE``) of
+    durations in ms, ``bin = ceil(ln(x) / ln(gamma))``; in numpy: a busy minute lists tens of
+    thousands."""
     durations = np.asarray(values, dtype=np.float64)
     small = durations < MIN_VALUE
     zero = int(small.sum())
