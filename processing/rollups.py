@@ -3,8 +3,8 @@ per (app, transaction name, environment), plus the app's totals per environment,
 slowest sampled traces. The figures of all environments are those rows merged when read.
 
 An envelope's ``data`` is what ``intake.protocols.transactions`` produced: groups (count, errors,
-sum, min, max and sketch bins per name, result, kind and minute), breakdowns (exclusive time per
-span kind) and traces. For a batch of envelopes:
+sum, min, max and sketch bins, or a small group's durations, per name, result, kind and minute),
+breakdowns (exclusive time per span kind) and traces. For a batch of envelopes:
 
 1. the envelope ids are recorded (``TransactionEnvelope``, ``INSERT .. ON CONFLICT DO NOTHING
    RETURNING``): only the ids that were new are rolled up, so a redelivered message adds nothing;
@@ -12,7 +12,8 @@ span kind) and traces. For a batch of envelopes:
    gets no new ones, and their numbers go to ``_other``;
 3. the deltas are added in Python per (name, environment, resolution, bucket), then each touched row is
    created if missing and locked (``SELECT .. FOR UPDATE`` in key order, so two workers never
-   deadlock), merged and written back with one bulk update; sketches merge by adding bins;
+   deadlock), merged and written back with one bulk update; sketches merge by adding bins, or
+   by concatenating durations while a row holds at most ``sketches.EXACT_MAX`` of them;
 4. the slowest ``TRACES_PER_MINUTE`` traces of each name and minute are inserted, their spans'
    SQL stripped of literals and URLs and signatures scrubbed with the agent's rules
    (``opbeat_agent.scrub``) whatever client sent them.
@@ -82,18 +83,29 @@ class _Delta:
     max: float = 0.0
     bins: dict[int, int] = field(default_factory=dict)
     zero_count: int = 0
+    # Durations of the groups that carried them (exact until the row holds EXACT_MAX).
+    values: list[float] = field(default_factory=list)
     span_base: float = 0.0
     span_ms: dict[str, float] = field(default_factory=dict)
 
-    def add_group(self, group: dict, bins: dict[int, int]) -> None:
+    def add_group(self, group: dict) -> None:
         self.count += group["count"]
         self.errors += group["errors"]
         self.sum += group["sum"]
         self.min = min(self.min, group["min"])
         self.max = max(self.max, group["max"])
-        for key, n in bins.items():
+        for key, n in group["bins"].items():
             self.bins[key] = self.bins.get(key, 0) + n
         self.zero_count += group["zero_count"]
+        if group["values"]:
+            self.values += group["values"]
+            if len(self.values) > sketches.EXACT_MAX:
+                # The row cannot stay exact any more: bin them now, which bounds a batch's memory.
+                bins, zero = sketches.bins_of(self.values)
+                for key, n in bins.items():
+                    self.bins[key] = self.bins.get(key, 0) + n
+                self.zero_count += zero
+                self.values = []
 
     def add_breakdown(self, base: float, kinds: dict[str, float]) -> None:
         self.span_base += base
@@ -169,6 +181,13 @@ def _envelope_parse(envelope: Any) -> _Parsed:
         if count == 0:
             continue
         bins = group.get("bins") or []
+        values = group.get("values")
+        if values is not None:
+            if not isinstance(values, list) or len(values) != count:
+                raise ValueError("group values do not match its count")
+            values = [_number(value) for value in values]
+            # The durations are the whole distribution: bins sent beside them would count twice.
+            bins = []
         groups.append(
             {
                 "transaction": _name(group["transaction"]),
@@ -179,10 +198,11 @@ def _envelope_parse(envelope: Any) -> _Parsed:
                 "sum": _number(group["sum"]),
                 "min": _number(group["min"]),
                 "max": _number(group["max"]),
-                "zero_count": _count(group.get("zero_count", 0)),
+                "zero_count": 0 if values else _count(group.get("zero_count", 0)),
                 "bins": sketches.bins_rebin(
                     bins=[[int(k), _count(n)] for k, n in bins], accuracy=_number(group.get("accuracy", 0.01))
                 ),
+                "values": values or [],
             }
         )
     breakdowns = []
@@ -339,6 +359,7 @@ def _rollups_write(deltas: dict[tuple[int, int, str, int, int], _Delta]) -> int:
                 delta = deltas[key]
                 sketch = sketches.Sketch()
                 sketch.add_encoded(row.sketch)
+                sketch.add_values(delta.values)
                 sketch.add_bins(delta.bins, delta.zero_count)
                 row.sketch = sketch.encode()
                 row.min_ms = delta.min if row.count == 0 else min(row.min_ms, delta.min)
@@ -453,7 +474,7 @@ def _parsed_store(parsed: list[_Parsed], result: RollupResult) -> None:
             for resolution in RESOLUTIONS:
                 bucket = group["minute"] // resolution * resolution
                 for target in (name_id, total):
-                    deltas[(item.app_id, target, item.environment, int(resolution), bucket)].add_group(group, group["bins"])
+                    deltas[(item.app_id, target, item.environment, int(resolution), bucket)].add_group(group)
             result.transactions += group["count"]
         for breakdown in item.breakdowns:
             name_id = names[item.app_id][breakdown["transaction"]]

@@ -9,15 +9,18 @@ The two dialects (``agent/PROTOCOL.md``) are told apart by their keys:
 - ``opbeat-agent`` sends ``histograms`` (count, sum, min, max and a mergeable sketch per
   transaction, result, kind and minute) and a few whole ``traces`` with their spans.
 
-Both come out in one shape, so the worker has one code path and the queue never carries the
-raw durations: the original's durations are counted into the same sketch the agent sends
-(``bin = ceil(ln(x) / ln(gamma))``, 1 % relative accuracy), which turns 10 MB of numbers into a
-few hundred bins. The output::
+Both come out in one shape, so the worker has one code path and the queue never carries many
+raw durations: a group of at most ``EXACT_MAX`` requests carries its durations (``values``), so
+the pages show exact percentiles for it; a larger one is counted into the same sketch the agent
+sends (``bin = ceil(ln(x) / ln(gamma))``, 1 % relative accuracy), which turns 10 MB of numbers
+into a few hundred bins. opbeat-agent sends the durations of a small group beside its bins
+(``sketch.values``, ``agent/PROTOCOL.md``). The output::
 
     {"dialect": "opbeat" | "opbeat-agent", "release": str, "environment": str, "hostname": str,
      "dropped": int,
      "groups": [{"transaction", "result", "kind", "minute": <epoch s>, "count", "errors", "sum",
-                 "min", "max", "accuracy", "zero_count", "bins": [[k, n], ...]}],
+                 "min", "max", "accuracy", "zero_count", "bins": [[k, n], ...],
+                 "values": [ms, ...] (only when ``count <= EXACT_MAX``; then no bins)}],
      "breakdowns": [{"transaction", "minute", "base": ms, "kinds": {span kind: ms}}],
      "traces": [{"id": str | None, "transaction", "result", "kind", "timestamp": <epoch s>,
                  "duration", "spans": [{"id", "parent", "signature", "kind", "start",
@@ -41,6 +44,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 
 from .moments import moment_check
 from .opbeat import ProtocolError, body_decompress
@@ -48,6 +52,9 @@ from .opbeat import ProtocolError, body_decompress
 # The server's sketch: bins of 1 % relative width, as the agent's default (agent/opbeat_agent/sketch.py).
 RELATIVE_ACCURACY = 0.01
 MIN_VALUE = 1e-3
+# Groups of up to this many requests carry their durations, not bins: the worker keeps them exactly
+# up to the same number per row (processing/sketches.py's EXACT_MAX).
+EXACT_MAX = 256
 _GAMMA_LOG = math.log((1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY))
 
 NAME_MAX = 300
@@ -76,6 +83,8 @@ class _SketchIn(msgspec.Struct):
     min_value: Ms = MIN_VALUE
     zero_count: Annotated[int, msgspec.Meta(ge=0)] = 0
     bins: list[tuple[Annotated[int, msgspec.Meta(ge=-100_000, le=100_000)], Annotated[int, msgspec.Meta(ge=0)]]] = []
+    # The durations themselves, sent by opbeat-agent for a group of a few requests.
+    values: list[Ms] | None = None
 
 
 class _SpanTimeIn(msgspec.Struct):
@@ -195,13 +204,6 @@ def _epoch(moment: datetime) -> float:
     return moment.timestamp()
 
 
-def duration_bin(value: float) -> int | None:
-    """The sketch bin of one duration in ms, or None for the zero bin (under ``MIN_VALUE``)."""
-    if value < MIN_VALUE:
-        return None
-    return math.ceil(math.log(value) / _GAMMA_LOG)
-
-
 def _decode(raw: bytes, kind: type) -> Any:
     try:
         return msgspec.json.decode(raw, type=kind)
@@ -282,7 +284,15 @@ def _agent_normalize(body: _AgentBody) -> dict:
             continue
         if item.min > item.max or item.max > DURATION_MAX:
             raise ProtocolError(400, f"histograms[{index}]: min/max out of range")
+        values = item.sketch.values
+        if values is not None:
+            if len(values) != item.count:
+                raise ProtocolError(400, f"histograms[{index}]: the sketch lists {len(values)} values but count is {item.count}")
+            # A microsecond of slack: values are sent to the µs, min and max perhaps unrounded.
+            if values and (min(values) < item.min - 0.001 or max(values) > item.max + 0.001):
+                raise ProtocolError(400, f"histograms[{index}]: sketch values outside min..max")
         result = _result(item.result)
+        exact = values is not None and len(values) <= EXACT_MAX
         groups.append(
             {
                 "transaction": _cut(item.transaction, NAME_MAX) or "<unnamed>",
@@ -295,10 +305,12 @@ def _agent_normalize(body: _AgentBody) -> dict:
                 "min": item.min,
                 "max": item.max,
                 "accuracy": item.sketch.relative_accuracy,
-                "zero_count": item.sketch.zero_count,
-                "bins": [[k, n] for k, n in item.sketch.bins if n],
+                "zero_count": 0 if exact else item.sketch.zero_count,
+                "bins": [] if exact else [[k, n] for k, n in item.sketch.bins if n],
             }
         )
+        if exact:
+            groups[-1]["values"] = values
     # Where the time went: exact from the histograms' span_ms (every transaction whose spans the
     # agent kept); agents that send none get it from their sampled traces below.
     breakdowns = []
@@ -384,27 +396,37 @@ def _original_groups(transactions: list[_OriginalTransaction]) -> list[dict]:
             group = merged[key] = {
                 "transaction": key[0], "result": result, "kind": "request", "minute": key[2],
                 "count": 0, "errors": 0, "sum": 0.0, "min": math.inf, "max": 0.0,
-                "accuracy": RELATIVE_ACCURACY, "zero_count": 0, "bins": defaultdict(int),
+                "accuracy": RELATIVE_ACCURACY, "zero_count": 0, "bins": [], "values": [],
             }  # fmt: skip
-        bins = group["bins"]
-        for value in item.durations:
-            value = min(value, DURATION_MAX)
-            k = duration_bin(value)
-            if k is None:
-                group["zero_count"] += 1
-            else:
-                bins[k] += 1
-        group["count"] += len(item.durations)
-        group["sum"] += sum(min(value, DURATION_MAX) for value in item.durations)
-        group["min"] = min(group["min"], min(item.durations))
-        group["max"] = max(group["max"], min(max(item.durations), DURATION_MAX))
+        durations = [min(value, DURATION_MAX) for value in item.durations]
+        group["values"] += durations
+        group["count"] += len(durations)
+        group["sum"] += sum(durations)
+        group["min"] = min(group["min"], min(durations))
+        group["max"] = max(group["max"], max(durations))
         if result_is_error(result):
-            group["errors"] += len(item.durations)
+            group["errors"] += len(durations)
     out = []
     for group in merged.values():
-        group["bins"] = [[k, n] for k, n in sorted(group["bins"].items())]
+        if group["count"] > EXACT_MAX:
+            group["bins"], group["zero_count"] = _bins_count(group.pop("values"))
         out.append(group)
     return out
+
+
+def _bins_count(values: list[float]) -> tuple[list[list[int]], int]:
+    """Sorted ``[bin, count]`` pairs and the zero count (durations under ``MIN_VALUE``) of
+    durations in ms, ``bin = ceil(ln(x) / ln(gamma))``; in numpy: a busy minute lists tens of
+    thousands."""
+    durations = np.asarray(values, dtype=np.float64)
+    small = durations < MIN_VALUE
+    zero = int(small.sum())
+    if zero:
+        durations = durations[~small]
+    if not len(durations):
+        return [], zero
+    keys, counts = np.unique(np.ceil(np.log(durations) / _GAMMA_LOG).astype(np.int64), return_counts=True)
+    return [[k, n] for k, n in zip(keys.tolist(), counts.tolist())], zero
 
 
 def _original_traces(traces: list[_OriginalTrace], minutes: dict[str, int]) -> tuple[list[dict], list[dict]]:

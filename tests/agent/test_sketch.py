@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from fractions import Fraction
 
 import pytest
 
@@ -11,8 +12,9 @@ from opbeat_agent.sketch import DurationSketch
 
 
 def exact_quantile(values: list, q: float) -> float:
+    """Nearest rank: the value at rank ceil(q * n), 1-based."""
     ordered = sorted(values)
-    return ordered[int(math.floor(q * (len(ordered) - 1)))]
+    return ordered[max(math.ceil(Fraction(str(q)) * len(ordered)), 1) - 1]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -61,3 +63,22 @@ def test_different_accuracies_do_not_merge():
 
 def test_empty_sketch():
     assert DurationSketch().quantile(0.5) is None
+
+
+def test_a_few_durations_are_kept_and_read_exactly_by_nearest_rank():
+    sketch = DurationSketch.of([52.65, 22.68])
+    assert [sketch.quantile(q) for q in (0.5, 0.95, 0.99)] == [22.68, 52.65, 52.65]
+    rng = random.Random(5)
+    parts = [[round(rng.expovariate(1 / 30), 3) for _ in range(100)] for _ in range(3)]
+    merged = DurationSketch.of(parts[0])
+    merged.merge(DurationSketch.of(parts[1]))
+    values = parts[0] + parts[1]
+    assert sorted(merged.to_dict()["values"]) == sorted(values)
+    for q in (0.01, 0.5, 0.9, 0.95, 0.99, 1.0):
+        assert merged.quantile(q) == exact_quantile(values, q), q
+    merged.merge(DurationSketch.of(parts[2]))  # 300 durations: bins only from now on
+    assert "values" not in merged.to_dict() and merged.count == 300
+    back = DurationSketch.from_dict(
+        DurationSketch.of(parts[0]).to_dict(), count=100, total=sum(parts[0]), minimum=min(parts[0]), maximum=max(parts[0])
+    )
+    assert back.quantile(0.99) == exact_quantile(parts[0], 0.99)

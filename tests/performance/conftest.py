@@ -5,9 +5,11 @@ service, and read the numbers off the dashboard pages."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import zlib
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -77,5 +79,7 @@ def figure(html: str, css_class: str) -> float:
 
 
 def exact_quantile(values: list[float], q: float) -> float:
+    """Nearest rank: the value at rank ceil(q * n), 1-based (q as the decimal it is written as)."""
     ordered = sorted(values)
-    return ordered[int(q * (len(ordered) - 1))]
+    rank = math.ceil(Fraction(str(q)) * len(ordered))
+    return ordered[max(rank, 1) - 1]

@@ -33,7 +33,7 @@ def test_two_bodies_of_the_same_minute_merge(perf):
         assert (row.count, row.errors, row.sum_ms, row.min_ms, row.max_ms) == (3, 1, 60.0, 10.0, 30.0)
         sketch = Sketch()
         sketch.add_encoded(row.sketch)
-        assert sketch.binned == 3
+        assert sketch.total == 3
     total = rollup(perf.app, TransactionName.TOTAL, 60)
     assert total.count == 3
 
