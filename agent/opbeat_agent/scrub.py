@@ -35,7 +35,9 @@ understands and passes the rest through.
 from __future__ import annotations
 
 import json
+import os
 import re
+from hashlib import blake2b
 from typing import Any, Iterable, Optional
 from urllib.parse import quote_plus, unquote_plus, urlsplit, urlunsplit
 
@@ -86,6 +88,7 @@ _CONTAINERS = frozenset((dict, list, tuple, set, frozenset))
 _KEY_CACHE_MAX = 10_000
 _CLEAN_MAX = 4096
 _CLEAN_MAX_CHARS = 256
+_MASKED_MAX = 4096
 # Strings longer than this are scrubbed on their first part only and the rest masked: a 1 MB body
 # must not cost the host app (or the worker) a second of regular expressions.
 _MAX_TEXT_CHARS = 100_000
@@ -153,7 +156,10 @@ _CARD_RE = re.compile(
     """,
     re.VERBOSE,
 )
-_FOUR_DIGITS_RE = re.compile(r"\d\d\d\d")
+# Every form _CARD_RE matches holds eight digits in a row or two fours around one separator, so
+# a string without them (an object's address in a repr has four digits in a row quite often)
+# skips the card expression.
+_CARD_GATE_RE = re.compile(r"\d{4}[ .+\-]?\d{4}")
 _URL_START_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
 
 
@@ -229,6 +235,11 @@ class Scrubber:
         # pair and phrase expressions (bench/digest).
         names = sorted(set(self._substrings) | self._words)
         self._names_re = re.compile("|".join(map(re.escape, names))) if names else None
+        # One search over the lower-cased string for what the two gates above look for (the
+        # shape markers, and a name with separators anywhere inside it, which is what finding it
+        # in the squeezed string means): a string that holds neither skips both in one pass.
+        spread = ["[_\\-. ]*".join(map(re.escape, name)) for name in names]
+        self._gate_re = re.compile("|".join([_SHAPE_MARKERS_RE.pattern, *spread]))
         # Strings seen to hold nothing to mask, so that the next event's copy of them (the same
         # reprs, headers and messages come again and again) costs one set lookup. Only clean
         # strings are kept, never a secret; cleared when full.
@@ -236,6 +247,11 @@ class Scrubber:
         # The same for URLs and query strings, whose rules differ (a query is decoded first).
         self._clean_queries: set = set()
         self._key_cache: dict = {}
+        # Short strings that did hold something to mask (the same request repr with its query
+        # string in every event of a view), by a keyed digest of the string -> the masked string,
+        # so that no secret is kept, not even as a plain hash open to guessing.
+        self._masked: dict = {}
+        self._digest_key = os.urandom(16)
 
     # --- keys -------------------------------------------------------------------------------------
 
@@ -286,7 +302,42 @@ class Scrubber:
             return value
         if value in self._clean:
             return value
-        return self._remember(self._text(value), value, self._clean)
+        return self._text_new(value)
+
+    def _text_new(self, value: str) -> str:
+        """``text`` for a string of 4 or more characters not known clean."""
+        if len(value) > _CLEAN_MAX_CHARS:
+            return self._text(value)
+        first = value[0]
+        if not ((first == "{" or first == "[") and '"' in value) and not self._text_gated(value):
+            if len(self._clean) >= _CLEAN_MAX:
+                self._clean.clear()
+            self._clean.add(value)
+            return value
+        digest = blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16, key=self._digest_key).digest()
+        known = self._masked.get(digest)
+        if known is not None:
+            return known
+        scrubbed = self._text(value)
+        if scrubbed == value:
+            if len(self._clean) >= _CLEAN_MAX:
+                self._clean.clear()
+            self._clean.add(value)
+        else:
+            if len(self._masked) >= _MASKED_MAX:
+                self._masked.clear()
+            self._masked[digest] = scrubbed
+        return scrubbed
+
+    def _text_gated(self, value: str) -> bool:
+        """Whether any rule of ``_text`` past its JSON case can change ``value`` (not JSON, not
+        truncated): False is exact, True means the rules must be run."""
+        return bool(
+            self._gate_re.search(value.lower())
+            or ("A" in value and _AWS_RE.search(value))
+            or ("@" in value and "://" in value)
+            or (self.card_numbers and len(value) >= 13 and _CARD_GATE_RE.search(value))
+        )
 
     @staticmethod
     def _remember(scrubbed: str, value: str, clean: set) -> str:
@@ -319,7 +370,7 @@ class Scrubber:
                 if "=" in value or ":" in value:
                     value = _PAIR_RE.sub(self._pair_mask, value)
                 value = _PHRASE_RE.sub(self._phrase_mask, value)
-        if self.card_numbers and len(value) >= 13 and _FOUR_DIGITS_RE.search(value):
+        if self.card_numbers and len(value) >= 13 and _CARD_GATE_RE.search(value):
             value = _CARD_RE.sub(self._card_mask, value)
         return value
 
@@ -428,7 +479,7 @@ class Scrubber:
                     value[key] = self.masked(key, item)
                 elif type(item) is str:
                     if len(item) >= 4 and item not in clean:
-                        value[key] = self.text(item)
+                        value[key] = self._text_new(item)
                 elif type(item) is dict or type(item) is list:
                     scrubbed = self._json_walk(item, depth + 1)
                     if scrubbed is not item:
@@ -441,7 +492,7 @@ class Scrubber:
         for index, item in enumerate(value):
             if type(item) is str:
                 if len(item) >= 4 and item not in clean:
-                    value[index] = self.text(item)
+                    value[index] = self._text_new(item)
             elif type(item) is list and len(item) == 2 and type(item[0]) is str and self.key_is_sensitive(item[0]):
                 item[1] = self.masked(item[0], item[1])
             elif type(item) is dict or type(item) is list:
@@ -617,15 +668,37 @@ _PLACEHOLDER_RE = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(?:\*|\d+)?(?:\.(?:\*|\d+
 def _frame_scrub(scrubber: Scrubber, frame: Any) -> Any:
     if not isinstance(frame, dict):
         return scrubber.value(frame)
+    if scrubber.json_input:
+        # The worker's decoded JSON: changed in place, and the walk entered directly; a frame's
+        # locals are most of an event.
+        for key, item in frame.items():
+            if key not in _FRAME_CODE_KEYS:
+                kind = type(item)
+                if kind is dict or kind is list:
+                    scrubbed = scrubber._json_walk(item, 0)
+                elif kind is str:
+                    scrubbed = scrubber.text(item)
+                else:
+                    continue
+                if scrubbed is not item:
+                    frame[key] = scrubbed
+        return frame
     return {key: item if key in _FRAME_CODE_KEYS else scrubber.value(item) for key, item in frame.items()}
 
 
 def _stacktrace_scrub(scrubber: Scrubber, stacktrace: Any) -> Any:
     if not isinstance(stacktrace, dict):
         return scrubber.value(stacktrace)
-    out = {}
+    # Decoded JSON is the caller's own and is changed in place; anything else is copied.
+    out = stacktrace if scrubber.json_input else {}
     for key, item in stacktrace.items():
         if key == "frames" and isinstance(item, list):
+            if scrubber.json_input:
+                for index, frame in enumerate(item):
+                    scrubbed = _frame_scrub(scrubber, frame)
+                    if scrubbed is not frame:
+                        item[index] = scrubbed
+                continue
             out[key] = [_frame_scrub(scrubber, frame) for frame in item]
         else:
             out[key] = scrubber.value(item)
@@ -635,7 +708,7 @@ def _stacktrace_scrub(scrubber: Scrubber, stacktrace: Any) -> Any:
 def _exception_scrub(scrubber: Scrubber, exception: Any) -> Any:
     if not isinstance(exception, dict):
         return scrubber.value(exception)
-    out = {}
+    out = exception if scrubber.json_input else {}
     for key, item in exception.items():
         if key in ("type", "module"):
             out[key] = item
@@ -678,7 +751,7 @@ def _param_message_scrub(scrubber: Scrubber, param_message: Any) -> Any:
 def _http_scrub(scrubber: Scrubber, http: Any) -> Any:
     if not isinstance(http, dict):
         return scrubber.value(http)
-    out = {}
+    out = http if scrubber.json_input else {}
     for key, item in http.items():
         if key == "url":
             out[key] = scrubber.url(item)
