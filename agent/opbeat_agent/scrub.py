@@ -25,8 +25,12 @@ Containers are walked to any depth (a structure deeper than ``_MAX_DEPTH`` is ma
 nothing escapes by nesting). Numbers, UUIDs, hashes, dates and ordinary prose are left alone.
 Source lines of frames are never changed: they are the app's code, shown as written.
 
-Cost: the worker runs this on every event, so each string goes through cheap substring tests
-before any expression, and strings seen clean before are remembered (bench/digest).
+Cost: the worker runs this on every event (bench/digest), so each string goes through one search
+for everything the expressions look for before any of them runs; strings seen clean are
+remembered, short strings seen masked are remembered by a keyed digest (never as text), and
+the worker's decoded JSON is changed in place, a structure seen clean before being recognised by
+its orjson serialization when orjson is installed. None of this changes what is masked
+(tests/security/test_scrub_equivalence.py compares it with the rules before these shortcuts).
 
 This module never raises on odd input (non-string keys, bytes, cycles): it masks what it
 understands and passes the rest through.
@@ -42,6 +46,11 @@ from typing import Any, Iterable, Optional
 from urllib.parse import quote_plus, unquote_plus, urlsplit, urlunsplit
 
 from .sql import sql_strip
+
+try:  # the server's worker has it; in an app without it, decoded JSON is simply walked
+    from orjson import OPT_PASSTHROUGH_SUBCLASS as _OPT_PASSTHROUGH_SUBCLASS, dumps as _json_dumps
+except ImportError:  # pragma: no cover - depends on the app's environment
+    _json_dumps, _OPT_PASSTHROUGH_SUBCLASS = None, 0
 
 MASK = "********"
 
@@ -89,6 +98,10 @@ _KEY_CACHE_MAX = 10_000
 _CLEAN_MAX = 4096
 _CLEAN_MAX_CHARS = 256
 _MASKED_MAX = 4096
+# Structures known clean (_json_tree): at most 1024 of up to 4 kB each.
+_TREES_MAX = 1024
+_TREE_MAX_BYTES = 4096
+_TREES_SAMPLE = 256
 # Strings longer than this are scrubbed on their first part only and the rest masked: a 1 MB body
 # must not cost the host app (or the worker) a second of regular expressions.
 _MAX_TEXT_CHARS = 100_000
@@ -252,6 +265,11 @@ class Scrubber:
         # so that no secret is kept, not even as a plain hash open to guessing.
         self._masked: dict = {}
         self._digest_key = os.urandom(16)
+        # Decoded JSON structures seen to hold nothing to mask, by their serialized text (see
+        # _json_tree), and how often that has paid lately.
+        self._clean_trees: set = set()
+        self._trees_tried = self._trees_found = self._trees_off = 0
+        self._dirty = False
 
     # --- keys -------------------------------------------------------------------------------------
 
@@ -460,14 +478,51 @@ class Scrubber:
         if kind not in _CONTAINERS:
             return value
         if self.json_input and max_items is None:
-            return self._json_walk(value, 0)
+            return self._json_tree(value) if kind is dict or kind is list else self._json_walk(value, 0)
         budget = [max_items * 100] if max_items else None
         return self._walk(value, 0, max_items, budget, set())
 
+    def _json_tree(self, value: Any) -> Any:
+        """``_json_walk`` from the top, skipped for a structure seen before to hold nothing to
+        mask: the same locals, headers and environ come in event after event, and serializing
+        one (orjson, in C) costs a fraction of walking it. Known by its serialized text, kept
+        only when the walk changed nothing, found no value but a string under a sensitive key (so
+        ``NaN``, which orjson writes as ``null``, is never taken for a ``null`` there) and met no
+        tuple or set; orjson refuses subclasses, integers past 64 bits and lone surrogates, which are
+        then walked. When fewer than one in eight structures is found known, the serializing is
+        left off for a while."""
+        if self._trees_off > 0 or _json_dumps is None:
+            self._trees_off -= 1
+            return self._json_walk(value, 0)
+        try:
+            key = _json_dumps(value, option=_OPT_PASSTHROUGH_SUBCLASS)
+        except Exception:  # noqa: BLE001 - not plain JSON: walked, never remembered
+            return self._json_walk(value, 0)
+        trees = self._clean_trees
+        self._trees_tried += 1
+        if key in trees:
+            self._trees_found += 1
+            return value
+        if self._trees_tried >= _TREES_SAMPLE:
+            if self._trees_found * 8 < self._trees_tried:
+                self._trees_off = _TREES_SAMPLE * 8
+            self._trees_tried = self._trees_found = 0
+        outer = self._dirty
+        self._dirty = False
+        scrubbed = self._json_walk(value, 0)
+        if not self._dirty and scrubbed is value and len(key) <= _TREE_MAX_BYTES:
+            if len(trees) >= _TREES_MAX:
+                trees.clear()
+            trees.add(key)
+        self._dirty = self._dirty or outer
+        return scrubbed
+
     def _json_walk(self, value: Any, depth: int) -> Any:
         """``_walk`` for decoded JSON, the worker's hot path: no cycles to track, containers are
-        the caller's own and changed in place (no copy), and the two caches are read inline."""
+        the caller's own and changed in place (no copy), and the two caches are read inline.
+        Sets ``_dirty`` when anything may have changed (see ``_json_tree``)."""
         if depth >= _MAX_DEPTH:
+            self._dirty = True
             return MASK
         clean, keys = self._clean, self._key_cache
         if type(value) is dict:
@@ -475,30 +530,50 @@ class Scrubber:
                 sensitive = keys.get(key)
                 if sensitive is None:
                     sensitive = self.key_is_sensitive(key)
+                kind = type(item)
                 if sensitive:
-                    value[key] = self.masked(key, item)
-                elif type(item) is str:
+                    masked = self.masked(key, item)
+                    if kind is not str or masked != item:
+                        self._dirty = True
+                        value[key] = masked
+                elif kind is str:
                     if len(item) >= 4 and item not in clean:
-                        value[key] = self._text_new(item)
-                elif type(item) is dict or type(item) is list:
+                        scrubbed = self._text_new(item)
+                        if scrubbed != item:
+                            self._dirty = True
+                            value[key] = scrubbed
+                elif kind is dict or kind is list:
                     scrubbed = self._json_walk(item, depth + 1)
                     if scrubbed is not item:
                         value[key] = scrubbed
+                elif kind in _CONTAINERS:
+                    self._dirty = True  # a tuple or a set: not JSON, left as it is
             return value
         if type(value) is not list:
+            self._dirty = True
             return self._walk(value, depth, None, None, set())
         if self.digits_are_card(value):
+            self._dirty = True
             return MASK
         for index, item in enumerate(value):
-            if type(item) is str:
+            kind = type(item)
+            if kind is str:
                 if len(item) >= 4 and item not in clean:
-                    value[index] = self._text_new(item)
-            elif type(item) is list and len(item) == 2 and type(item[0]) is str and self.key_is_sensitive(item[0]):
-                item[1] = self.masked(item[0], item[1])
-            elif type(item) is dict or type(item) is list:
+                    scrubbed = self._text_new(item)
+                    if scrubbed != item:
+                        self._dirty = True
+                        value[index] = scrubbed
+            elif kind is list and len(item) == 2 and type(item[0]) is str and self.key_is_sensitive(item[0]):
+                masked = self.masked(item[0], item[1])
+                if type(item[1]) is not str or masked != item[1]:
+                    self._dirty = True
+                    item[1] = masked
+            elif kind is dict or kind is list:
                 scrubbed = self._json_walk(item, depth + 1)
                 if scrubbed is not item:
                     value[index] = scrubbed
+            elif kind in _CONTAINERS:
+                self._dirty = True
         return value
 
     def _walk(self, value: Any, depth: int, max_items: Optional[int], budget: Optional[list], active: set) -> Any:
@@ -675,7 +750,7 @@ def _frame_scrub(scrubber: Scrubber, frame: Any) -> Any:
             if key not in _FRAME_CODE_KEYS:
                 kind = type(item)
                 if kind is dict or kind is list:
-                    scrubbed = scrubber._json_walk(item, 0)
+                    scrubbed = scrubber._json_tree(item)
                 elif kind is str:
                     scrubbed = scrubber.text(item)
                 else:
