@@ -126,6 +126,7 @@ _SHAPES_RE = re.compile(
 # Starts with a literal, so the engine finds candidates by a fast scan: the gate for the AWS branch.
 _AWS_RE = re.compile(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|PKA|ROA)[A-Z0-9]{16}")
 _SHAPE_MARKERS_RE = re.compile("private key|eyj|bearer|basic|cookie")
+_SHAPE_MARKERS_SQUEEZED = ("privatekey", "eyj", "bearer", "basic", "cookie")
 _USERINFO_RE = re.compile(
     r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^\s:/?#@'\"<>]*)(?::(?P<password>[^\s/?#@'\"<>]*))?@"
 )
@@ -173,7 +174,36 @@ _CARD_RE = re.compile(
 # a string without them (an object's address in a repr has four digits in a row quite often)
 # skips the card expression.
 _CARD_GATE_RE = re.compile(r"\d{4}[ .+\-]?\d{4}")
+_CARD_GATE_SQUEEZED = r"\d{4}\+?\d{4}"  # the same once " ", "." and "-" are removed
 _URL_START_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
+
+
+def _any_of(words: Iterable[str]) -> str:
+    """An expression that finds whether any of ``words`` occurs (not which, nor the longest): the
+    words as a tree of their shared prefixes, which the engine tries in a fraction of the time
+    of a flat alternation (measured: about a third on short strings), and with a word that is a
+    prefix of another standing for both."""
+    tree: dict = {}
+    for word in words:
+        node = tree
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def branch(node: dict) -> str:
+        if "" in node:
+            return ""
+        options = [re.escape(char) + branch(child) for char, child in sorted(node.items())]
+        return options[0] if len(options) == 1 else "(?:" + "|".join(options) + ")"
+
+    return branch(tree) if tree else "(?!)"
+
+
+def _squeezed(low: str) -> str:
+    for separator in "_-. ":
+        if separator in low:
+            low = low.replace(separator, "")
+    return low
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -247,12 +277,13 @@ class Scrubber:
         # the key's name: these substring tests are the cheap gate that lets most strings skip the
         # pair and phrase expressions (bench/digest).
         names = sorted(set(self._substrings) | self._words)
-        self._names_re = re.compile("|".join(map(re.escape, names))) if names else None
-        # One search over the lower-cased string for what the two gates above look for (the
-        # shape markers, and a name with separators anywhere inside it, which is what finding it
-        # in the squeezed string means): a string that holds neither skips both in one pass.
-        spread = ["[_\\-. ]*".join(map(re.escape, name)) for name in names]
-        self._gate_re = re.compile("|".join([_SHAPE_MARKERS_RE.pattern, *spread]))
+        self._names_re = re.compile(_any_of(names)) if names else None
+        # One search, in the squeezed string, for what three gates look for: the key names, the
+        # shape markers and the card gate's digits as they read without separators (a superset of
+        # finding them in the lower-cased string or in the string). A string that holds none of
+        # them skips all three (see _text_gated).
+        gate = _any_of([*names, *_SHAPE_MARKERS_SQUEEZED])
+        self._gate_re = re.compile(f"{gate}|{_CARD_GATE_SQUEEZED}" if card_numbers else gate)
         # Strings seen to hold nothing to mask, so that the next event's copy of them (the same
         # reprs, headers and messages come again and again) costs one set lookup. Only clean
         # strings are kept, never a secret; cleared when full.
@@ -351,10 +382,9 @@ class Scrubber:
         """Whether any rule of ``_text`` past its JSON case can change ``value`` (not JSON, not
         truncated): False is exact, True means the rules must be run."""
         return bool(
-            self._gate_re.search(value.lower())
+            self._gate_re.search(_squeezed(value.lower()))
             or ("A" in value and _AWS_RE.search(value))
             or ("@" in value and "://" in value)
-            or (self.card_numbers and len(value) >= 13 and _CARD_GATE_RE.search(value))
         )
 
     @staticmethod
@@ -380,11 +410,7 @@ class Scrubber:
         if "@" in value and "://" in value:
             value = _USERINFO_RE.sub(self._userinfo_mask, value)
         if self._names_re is not None:
-            squeezed = low
-            for separator in "_-. ":
-                if separator in squeezed:
-                    squeezed = squeezed.replace(separator, "")
-            if self._names_re.search(squeezed):
+            if self._names_re.search(_squeezed(low)):
                 if "=" in value or ":" in value:
                     value = _PAIR_RE.sub(self._pair_mask, value)
                 value = _PHRASE_RE.sub(self._phrase_mask, value)
