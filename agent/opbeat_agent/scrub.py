@@ -300,7 +300,6 @@ class Scrubber:
         # _json_tree), and how often that has paid lately.
         self._clean_trees: set = set()
         self._trees_tried = self._trees_found = self._trees_off = 0
-        self._dirty = False
 
     # --- keys -------------------------------------------------------------------------------------
 
@@ -504,7 +503,7 @@ class Scrubber:
         if kind not in _CONTAINERS:
             return value
         if self.json_input and max_items is None:
-            return self._json_tree(value) if kind is dict or kind is list else self._json_walk(value, 0)
+            return self._json_tree(value) if kind is dict or kind is list else self._json_walk(value, 0, [False])
         budget = [max_items * 100] if max_items else None
         return self._walk(value, 0, max_items, budget, set())
 
@@ -514,16 +513,19 @@ class Scrubber:
         one (orjson, in C) costs a fraction of walking it. Known by its serialized text, kept
         only when the walk changed nothing, found no value but a string under a sensitive key (so
         ``NaN``, which orjson writes as ``null``, is never taken for a ``null`` there) and met no
-        tuple or set; orjson refuses subclasses, integers past 64 bits and lone surrogates, which are
-        then walked. When fewer than one in eight structures is found known, the serializing is
-        left off for a while."""
-        if self._trees_off > 0 or _json_dumps is None:
+        tuple or set; orjson refuses subclasses, integers past 64 bits and lone surrogates, which
+        are then walked. When fewer than one in eight structures is found known, the serializing
+        is left off for a while."""
+        dirty = [False]  # per call, not on self: a threaded worker walks several events at once
+        if _json_dumps is None:
+            return self._json_walk(value, 0, dirty)
+        if self._trees_off > 0:
             self._trees_off -= 1
-            return self._json_walk(value, 0)
+            return self._json_walk(value, 0, dirty)
         try:
             key = _json_dumps(value, option=_OPT_PASSTHROUGH_SUBCLASS)
         except Exception:  # noqa: BLE001 - not plain JSON: walked, never remembered
-            return self._json_walk(value, 0)
+            return self._json_walk(value, 0, dirty)
         trees = self._clean_trees
         self._trees_tried += 1
         if key in trees:
@@ -533,22 +535,19 @@ class Scrubber:
             if self._trees_found * 8 < self._trees_tried:
                 self._trees_off = _TREES_SAMPLE * 8
             self._trees_tried = self._trees_found = 0
-        outer = self._dirty
-        self._dirty = False
-        scrubbed = self._json_walk(value, 0)
-        if not self._dirty and scrubbed is value and len(key) <= _TREE_MAX_BYTES:
+        scrubbed = self._json_walk(value, 0, dirty)
+        if not dirty[0] and scrubbed is value and len(key) <= _TREE_MAX_BYTES:
             if len(trees) >= _TREES_MAX:
                 trees.clear()
             trees.add(key)
-        self._dirty = self._dirty or outer
         return scrubbed
 
-    def _json_walk(self, value: Any, depth: int) -> Any:
+    def _json_walk(self, value: Any, depth: int, dirty: list) -> Any:
         """``_walk`` for decoded JSON, the worker's hot path: no cycles to track, containers are
         the caller's own and changed in place (no copy), and the two caches are read inline.
-        Sets ``_dirty`` when anything may have changed (see ``_json_tree``)."""
+        Sets ``dirty[0]`` when anything may have changed (see ``_json_tree``)."""
         if depth >= _MAX_DEPTH:
-            self._dirty = True
+            dirty[0] = True
             return MASK
         clean, keys = self._clean, self._key_cache
         if type(value) is dict:
@@ -560,26 +559,26 @@ class Scrubber:
                 if sensitive:
                     masked = self.masked(key, item)
                     if kind is not str or masked != item:
-                        self._dirty = True
+                        dirty[0] = True
                         value[key] = masked
                 elif kind is str:
                     if len(item) >= 4 and item not in clean:
                         scrubbed = self._text_new(item)
                         if scrubbed != item:
-                            self._dirty = True
+                            dirty[0] = True
                             value[key] = scrubbed
                 elif kind is dict or kind is list:
-                    scrubbed = self._json_walk(item, depth + 1)
+                    scrubbed = self._json_walk(item, depth + 1, dirty)
                     if scrubbed is not item:
                         value[key] = scrubbed
                 elif kind in _CONTAINERS:
-                    self._dirty = True  # a tuple or a set: not JSON, left as it is
+                    dirty[0] = True  # a tuple or a set: not JSON, left as it is
             return value
         if type(value) is not list:
-            self._dirty = True
+            dirty[0] = True
             return self._walk(value, depth, None, None, set())
         if self.digits_are_card(value):
-            self._dirty = True
+            dirty[0] = True
             return MASK
         for index, item in enumerate(value):
             kind = type(item)
@@ -587,19 +586,19 @@ class Scrubber:
                 if len(item) >= 4 and item not in clean:
                     scrubbed = self._text_new(item)
                     if scrubbed != item:
-                        self._dirty = True
+                        dirty[0] = True
                         value[index] = scrubbed
             elif kind is list and len(item) == 2 and type(item[0]) is str and self.key_is_sensitive(item[0]):
                 masked = self.masked(item[0], item[1])
                 if type(item[1]) is not str or masked != item[1]:
-                    self._dirty = True
+                    dirty[0] = True
                     item[1] = masked
             elif kind is dict or kind is list:
-                scrubbed = self._json_walk(item, depth + 1)
+                scrubbed = self._json_walk(item, depth + 1, dirty)
                 if scrubbed is not item:
                     value[index] = scrubbed
             elif kind in _CONTAINERS:
-                self._dirty = True
+                dirty[0] = True
         return value
 
     def _walk(self, value: Any, depth: int, max_items: Optional[int], budget: Optional[list], active: set) -> Any:
