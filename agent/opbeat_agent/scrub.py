@@ -427,7 +427,9 @@ class Scrubber:
             parsed = json.loads(stripped)
         except (ValueError, RecursionError):
             return None
-        scrubbed = self.value(parsed)
+        # The copying walk, also for decoded JSON: an in-place walk would leave nothing to compare
+        # with, and the secret-holding text would be kept as it came.
+        scrubbed = self._walk(parsed, 0, None, None, set())
         if scrubbed == parsed:
             return value
         return json.dumps(scrubbed, ensure_ascii=False)

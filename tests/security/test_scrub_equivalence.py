@@ -3,7 +3,12 @@
 module) is compared with the module in use, on the captured bodies and on random nested data
 built from the shapes the rules look for (hypothesis). Outputs are compared by ``repr``, so key
 order and container types must match too; both scrubbers keep their caches across examples, so
-a cache answering wrongly shows up as a difference."""
+a cache answering wrongly shows up as a difference.
+
+The worker's scrubber (``json_input=True``, decoded JSON changed in place) is compared with the
+frozen copying scrubber, the agent's: decoded JSON must come out as the rules say whichever walk
+reads it. (The frozen in-place walk kept a JSON document held in a string as it came, secrets
+included; only the tests of structures seen before compare with it, below.)"""
 
 from __future__ import annotations
 
@@ -857,7 +862,7 @@ spans = st.fixed_dictionaries(
 
 # Kept across examples, as the worker keeps its scrubber: a cache that answers wrongly shows.
 CURRENT = {json_input: scrub.Scrubber(keys=DEFAULT_SCRUB_KEYS, json_input=json_input) for json_input in (False, True)}
-FROZEN = {json_input: frozen.Scrubber(keys=DEFAULT_SCRUB_KEYS, json_input=json_input) for json_input in (False, True)}
+REFERENCE = frozen.Scrubber(keys=DEFAULT_SCRUB_KEYS)
 CUSTOM_KEYS = ("pin", "x_internal", "Account Number")
 CUSTOM = scrub.Scrubber(keys=CUSTOM_KEYS, card_numbers=False)
 CUSTOM_FROZEN = frozen.Scrubber(keys=CUSTOM_KEYS, card_numbers=False)
@@ -881,7 +886,7 @@ def test_events_are_scrubbed_as_before(event):
         mine, theirs = json_copies(event) if json_input else (copy.deepcopy(event), copy.deepcopy(event))
         same(
             scrub.event_scrub(event=mine, scrubber=CURRENT[json_input]),
-            frozen.event_scrub(event=theirs, scrubber=FROZEN[json_input]),
+            frozen.event_scrub(event=theirs, scrubber=REFERENCE),
         )
 
 
@@ -889,21 +894,21 @@ def test_events_are_scrubbed_as_before(event):
 @given(value=json_like)
 def test_decoded_json_is_scrubbed_as_before(value):
     mine, theirs = json_copies(value)
-    same(CURRENT[True].value(mine), FROZEN[True].value(theirs))
-    same(CURRENT[False].body(json.dumps(value)), FROZEN[False].body(json.dumps(value)))
+    same(CURRENT[True].value(mine), REFERENCE.value(theirs))
+    same(CURRENT[False].body(json.dumps(value)), REFERENCE.body(json.dumps(value)))
 
 
 @SETTINGS
 @given(value=python_like, max_items=st.sampled_from([None, 2, 10]))
 def test_python_values_are_scrubbed_as_before(value, max_items):
-    same(CURRENT[False].value(copy.deepcopy(value), max_items), FROZEN[False].value(copy.deepcopy(value), max_items))
+    same(CURRENT[False].value(copy.deepcopy(value), max_items), REFERENCE.value(copy.deepcopy(value), max_items))
     same(CUSTOM.value(copy.deepcopy(value)), CUSTOM_FROZEN.value(copy.deepcopy(value)))
 
 
 @SETTINGS
 @given(text=texts)
 def test_strings_are_scrubbed_as_before(text):
-    for mine, theirs in ((CURRENT[True], FROZEN[True]), (CUSTOM, CUSTOM_FROZEN)):
+    for mine, theirs in ((CURRENT[True], REFERENCE), (CURRENT[False], REFERENCE), (CUSTOM, CUSTOM_FROZEN)):
         same(mine.text(text), theirs.text(text))
         same(mine.query_string(text), theirs.query_string(text))
         same(mine.url(text), theirs.url(text))
@@ -916,7 +921,7 @@ def test_strings_are_scrubbed_as_before(text):
 @given(span=spans)
 def test_spans_are_scrubbed_as_before(span):
     mine, theirs = json_copies(span)
-    same(scrub.span_scrub(span=mine, scrubber=CURRENT[True]), frozen.span_scrub(span=theirs, scrubber=FROZEN[True]))
+    same(scrub.span_scrub(span=mine, scrubber=CURRENT[True]), frozen.span_scrub(span=theirs, scrubber=REFERENCE))
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*_POST_*.json")), ids=lambda path: path.stem)
@@ -926,11 +931,11 @@ def test_captured_bodies_are_scrubbed_as_before(path):
         for json_input in (False, True):
             mine, theirs = json_copies(body)
             if "transactions" in path.name:
-                same(CURRENT[json_input].value(mine), FROZEN[json_input].value(theirs))
+                same(CURRENT[json_input].value(mine), REFERENCE.value(theirs))
             else:
                 same(
                     scrub.event_scrub(event=mine, scrubber=CURRENT[json_input]),
-                    frozen.event_scrub(event=theirs, scrubber=FROZEN[json_input]),
+                    frozen.event_scrub(event=theirs, scrubber=REFERENCE),
                 )
 
 

@@ -369,3 +369,15 @@ def test_a_redelivered_trace_is_stored_once_and_not_scrubbed_again(perf, monkeyp
     assert scrubbed == []  # told by its id before any span was scrubbed
     assert list(TransactionTrace.objects.filter(app=perf.app).values_list("spans", flat=True)) == [stored]
     assert "redelivered-pw-8" not in json.dumps(stored) and "bob:********@api.internal" in json.dumps(stored)
+
+
+@pytest.mark.django_db
+def test_the_worker_scrubs_json_held_in_a_string(intake_app, client, broker):
+    body = next(b for b in agent_bodies() if "django5219" in b.name).event
+    body["stacktrace"]["frames"][-1]["vars"]["payload"] = '{"user": "bob", "db": {"password": "worker-json-15"}}'
+    body["extra"] = {"response": '[{"id": 1, "api_key": "worker-json-16"}]'}
+    stored, event = _stored(intake_app, client, broker, body)
+    assert "worker-json-15" not in stored and "worker-json-16" not in stored
+    # Written back as JSON, the way the agent scrubs such a string before sending it.
+    assert json.loads(event.data["stacktrace"]["frames"][-1]["vars"]["payload"]) == {"user": "bob", "db": {"password": "********"}}
+    assert json.loads(event.data["extra"]["response"]) == [{"id": 1, "api_key": "********"}]
