@@ -28,8 +28,9 @@ Source lines of frames are never changed: they are the app's code, shown as writ
 Cost: the worker runs this on every event (bench/digest), so each string goes through one search
 for everything the expressions look for before any of them runs; strings seen clean are
 remembered, short strings seen masked are remembered by a keyed digest (never as text), and
-the worker's decoded JSON is changed in place, a structure seen clean before being recognised by
-its orjson serialization when orjson is installed. None of this changes what is masked
+the worker's decoded JSON is changed in place, a structure seen before being recognised by its
+orjson serialization (or that text's keyed digest) when orjson is installed. None of this
+changes what is masked
 (tests/security/test_scrub_equivalence.py compares it with the rules before these shortcuts).
 
 This module never raises on odd input (non-string keys, bytes, cycles): it masks what it
@@ -48,9 +49,9 @@ from urllib.parse import quote_plus, unquote_plus, urlsplit, urlunsplit
 from .sql import sql_strip
 
 try:  # the server's worker has it; in an app without it, decoded JSON is simply walked
-    from orjson import OPT_PASSTHROUGH_SUBCLASS as _OPT_PASSTHROUGH_SUBCLASS, dumps as _json_dumps
+    from orjson import OPT_PASSTHROUGH_SUBCLASS as _OPT_PASSTHROUGH_SUBCLASS, dumps as _json_dumps, loads as _json_loads
 except ImportError:  # pragma: no cover - depends on the app's environment
-    _json_dumps, _OPT_PASSTHROUGH_SUBCLASS = None, 0
+    _json_dumps, _json_loads, _OPT_PASSTHROUGH_SUBCLASS = None, None, 0
 
 MASK = "********"
 
@@ -98,7 +99,7 @@ _KEY_CACHE_MAX = 10_000
 _CLEAN_MAX = 4096
 _CLEAN_MAX_CHARS = 256
 _MASKED_MAX = 4096
-# Structures known clean (_json_tree): at most 1024 of up to 4 kB each.
+# Structures known (_json_tree): at most 1024 clean and 1024 masked ones of up to 4 kB each.
 _TREES_MAX = 1024
 _TREE_MAX_BYTES = 4096
 _TREES_SAMPLE = 256
@@ -288,17 +289,21 @@ class Scrubber:
         # reprs, headers and messages come again and again) costs one set lookup. Only clean
         # strings are kept, never a secret; cleared when full.
         self._clean: set = set()
-        # The same for URLs and query strings, whose rules differ (a query is decoded first).
+        # The same for query strings and for URLs, each with its own rules (a query is decoded
+        # first, a URL's path is scrubbed as text), so each its own set: "4111111111111111" is a
+        # clean query string but a URL that is a card number.
         self._clean_queries: set = set()
+        self._clean_urls: set = set()
         self._key_cache: dict = {}
         # Short strings that did hold something to mask (the same request repr with its query
         # string in every event of a view), by a keyed digest of the string -> the masked string,
         # so that no secret is kept, not even as a plain hash open to guessing.
         self._masked: dict = {}
         self._digest_key = os.urandom(16)
-        # Decoded JSON structures seen to hold nothing to mask, by their serialized text (see
-        # _json_tree), and how often that has paid lately.
+        # Decoded JSON structures seen before, clean by their serialized text, masked by its
+        # keyed digest (see _json_tree), and how often that has paid lately.
         self._clean_trees: set = set()
+        self._masked_trees: dict = {}
         self._trees_tried = self._trees_found = self._trees_off = 0
 
     # --- keys -------------------------------------------------------------------------------------
@@ -505,51 +510,78 @@ class Scrubber:
         if kind not in _CONTAINERS:
             return value
         if self.json_input and max_items is None:
-            return self._json_tree(value) if kind is dict or kind is list else self._json_walk(value, 0, [False])
+            return self._json_tree(value) if kind is dict or kind is list else self._json_walk(value, 0, [False, False])
         budget = [max_items * 100] if max_items else None
         return self._walk(value, 0, max_items, budget, set())
 
     def _json_tree(self, value: Any) -> Any:
-        """``_json_walk`` from the top, skipped for a structure seen before to hold nothing to
-        mask: the same locals, headers and environ come in event after event, and serializing
-        one (orjson, in C) costs a fraction of walking it. Known by its serialized text, kept
-        only when the walk changed nothing, found no value but a string under a sensitive key (so
-        ``NaN``, which orjson writes as ``null``, is never taken for a ``null`` there) and met no
-        tuple or set; orjson refuses subclasses, integers past 64 bits and lone surrogates, which
-        are then walked. When fewer than one in eight structures is found known, the serializing
-        is left off for a while."""
-        dirty = [False]  # per call, not on self: a threaded worker walks several events at once
+        """``_json_walk`` from the top, skipped for a structure seen before: the same locals,
+        headers and environ come in event after event, and serializing one (orjson, in C) costs
+        a fraction of walking it. A structure is known by its serialized text when it held
+        nothing to mask (the set of clean structures), or by a keyed digest of that text, never
+        the text, when it did (-> the scrubbed structure's text, decoded again for each event).
+
+        orjson's text stands for one structure only when it is plain JSON, which is what
+        ``json_input`` promises (a tuple is written as a list): orjson refuses subclasses,
+        integers past 64 bits and lone surrogates (walked then, never remembered); a walk that
+        met a tuple or a set, or anything but a string under a sensitive key (orjson writes
+        ``NaN`` as ``null``, which a sensitive key keeps), is not remembered; a masked structure
+        is kept only when its text decodes back to it and is looked up only when its text holds
+        no ``null``. When fewer than one in eight structures is found known, the serializing is
+        left off for a while."""
+        # Per call, not on self: a threaded worker walks several events at once.
+        state = [False, False]  # [changed, not to be remembered]
         if _json_dumps is None:
-            return self._json_walk(value, 0, dirty)
+            return self._json_walk(value, 0, state)
         if self._trees_off > 0:
             self._trees_off -= 1
-            return self._json_walk(value, 0, dirty)
+            return self._json_walk(value, 0, state)
         try:
             key = _json_dumps(value, option=_OPT_PASSTHROUGH_SUBCLASS)
         except Exception:  # noqa: BLE001 - not plain JSON: walked, never remembered
-            return self._json_walk(value, 0, dirty)
-        trees = self._clean_trees
+            return self._json_walk(value, 0, state)
         self._trees_tried += 1
-        if key in trees:
+        if key in self._clean_trees:
             self._trees_found += 1
             return value
+        # A masked structure comes back decoded from text, so only when its text cannot hide a
+        # NaN or an infinity (both written as null).
+        small = len(key) <= _TREE_MAX_BYTES and b"null" not in key
+        if small:
+            digest = blake2b(key, digest_size=16, key=self._digest_key).digest()
+            known = self._masked_trees.get(digest)
+            if known is not None:
+                self._trees_found += 1
+                return _json_loads(known)
         if self._trees_tried >= _TREES_SAMPLE:
             if self._trees_found * 8 < self._trees_tried:
                 self._trees_off = _TREES_SAMPLE * 8
             self._trees_tried = self._trees_found = 0
-        scrubbed = self._json_walk(value, 0, dirty)
-        if not dirty[0] and scrubbed is value and len(key) <= _TREE_MAX_BYTES:
-            if len(trees) >= _TREES_MAX:
-                trees.clear()
-            trees.add(key)
+        scrubbed = self._json_walk(value, 0, state)
+        if len(key) <= _TREE_MAX_BYTES and not state[1]:
+            if not state[0] and scrubbed is value:
+                if len(self._clean_trees) >= _TREES_MAX:
+                    self._clean_trees.clear()
+                self._clean_trees.add(key)
+            else:
+                try:
+                    text = _json_dumps(scrubbed, option=_OPT_PASSTHROUGH_SUBCLASS)
+                    exact = _json_loads(text) == scrubbed
+                except Exception:  # noqa: BLE001 - not plain JSON: not remembered
+                    exact = False
+                if small and exact and len(text) <= _TREE_MAX_BYTES:
+                    if len(self._masked_trees) >= _TREES_MAX:
+                        self._masked_trees.clear()
+                    self._masked_trees[digest] = text
         return scrubbed
 
-    def _json_walk(self, value: Any, depth: int, dirty: list) -> Any:
+    def _json_walk(self, value: Any, depth: int, state: list) -> Any:
         """``_walk`` for decoded JSON, the worker's hot path: no cycles to track, containers are
         the caller's own and changed in place (no copy), and the two caches are read inline.
-        Sets ``dirty[0]`` when anything may have changed (see ``_json_tree``)."""
+        Sets ``state[0]`` when anything changed, ``state[1]`` when the result may not follow from
+        orjson's text of ``value`` alone (see ``_json_tree``)."""
         if depth >= _MAX_DEPTH:
-            dirty[0] = True
+            state[0] = True
             return MASK
         clean, keys = self._clean, self._key_cache
         if type(value) is dict:
@@ -560,27 +592,30 @@ class Scrubber:
                 kind = type(item)
                 if sensitive:
                     masked = self.masked(key, item)
-                    if kind is not str or masked != item:
-                        dirty[0] = True
+                    if kind is not str:
+                        state[0] = state[1] = True
+                        value[key] = masked
+                    elif masked != item:
+                        state[0] = True
                         value[key] = masked
                 elif kind is str:
                     if len(item) >= 4 and item not in clean:
                         scrubbed = self._text_new(item)
                         if scrubbed != item:
-                            dirty[0] = True
+                            state[0] = True
                             value[key] = scrubbed
                 elif kind is dict or kind is list:
-                    scrubbed = self._json_walk(item, depth + 1, dirty)
+                    scrubbed = self._json_walk(item, depth + 1, state)
                     if scrubbed is not item:
                         value[key] = scrubbed
                 elif kind in _CONTAINERS:
-                    dirty[0] = True  # a tuple or a set: not JSON, left as it is
+                    state[1] = True  # a tuple or a set: not JSON, left as it is
             return value
         if type(value) is not list:
-            dirty[0] = True
+            state[0] = state[1] = True
             return self._walk(value, depth, None, None, set())
         if self.digits_are_card(value):
-            dirty[0] = True
+            state[0] = True
             return MASK
         for index, item in enumerate(value):
             kind = type(item)
@@ -588,19 +623,22 @@ class Scrubber:
                 if len(item) >= 4 and item not in clean:
                     scrubbed = self._text_new(item)
                     if scrubbed != item:
-                        dirty[0] = True
+                        state[0] = True
                         value[index] = scrubbed
             elif kind is list and len(item) == 2 and type(item[0]) is str and self.key_is_sensitive(item[0]):
                 masked = self.masked(item[0], item[1])
-                if type(item[1]) is not str or masked != item[1]:
-                    dirty[0] = True
+                if type(item[1]) is not str:
+                    state[0] = state[1] = True
+                    item[1] = masked
+                elif masked != item[1]:
+                    state[0] = True
                     item[1] = masked
             elif kind is dict or kind is list:
-                scrubbed = self._json_walk(item, depth + 1, dirty)
+                scrubbed = self._json_walk(item, depth + 1, state)
                 if scrubbed is not item:
                     value[index] = scrubbed
             elif kind in _CONTAINERS:
-                dirty[0] = True
+                state[1] = True
         return value
 
     def _walk(self, value: Any, depth: int, max_items: Optional[int], budget: Optional[list], active: set) -> Any:
@@ -706,7 +744,7 @@ class Scrubber:
 
     def url(self, url: Any) -> Any:
         """A URL with its userinfo password and sensitive query values masked."""
-        if not self.enabled or not isinstance(url, str) or url in self._clean_queries:
+        if not self.enabled or not isinstance(url, str) or url in self._clean_urls:
             return url
         if "?" not in url:
             return self.text(url)
@@ -720,7 +758,7 @@ class Scrubber:
         except ValueError:
             return self.text(url)
         scrubbed = urlunsplit(parts._replace(query=self.query_string(urlsplit(url).query)))
-        return self._remember(scrubbed, url, self._clean_queries)
+        return self._remember(scrubbed, url, self._clean_urls)
 
     def body(self, data: Any) -> Any:
         """A request body: a form or JSON structure is scrubbed by key; a JSON string is parsed
@@ -828,8 +866,9 @@ def _param_message_scrub(scrubber: Scrubber, param_message: Any) -> Any:
     a sensitive word ("login failed for %s with password %s"), besides the usual rules."""
     if not isinstance(param_message, dict):
         return scrubber.value(param_message)
+    template = param_message.get("message")  # as sent: decoded JSON is scrubbed in place below
     out = scrubber.value(param_message)
-    template, params = param_message.get("message"), out.get("params")
+    params = out.get("params")
     if not isinstance(template, str) or not isinstance(params, list) or "%" not in template:
         return out
     markers = []

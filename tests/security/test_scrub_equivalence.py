@@ -784,7 +784,7 @@ KEYS = [
     "secret", "classname", "name", "user", "id", "query", "QUERY_STRING", "HTTP_COOKIE", "HTTP_AUTHORIZATION", "url",
     "data", "headers", "message", "value", "vars", "frames", "env", "params", "card", "digits", "dsn", "passphrase",
     "pass", "a", "", "p.w", "pass word", "AKIA",
-]
+]  # fmt: skip
 FRAGMENTS = [
     "password=hunter2", "password: hunter2", "'password': 'pw'", '"password": "pw"', '\\"token\\": \\"abc\\"',
     "api_key=abc123&q=1", "foo=bar&password=pw", "sessionid=abc; theme=dark", "Cookie: a=1; b=2", "Set-Cookie: s=x; Path=/",
@@ -797,8 +797,10 @@ FRAGMENTS = [
     "x == 1 and y=2", "%s", "?", "********", "password=", "pwd=%(pw)s", "ssn: 078-05-1120", "user_ssn=1",
     '{"password": "json-pw"}', '["a", {"token": "t"}]', "[1, 2]", "{not json", "classname=Foo", "token_type=bearer",
     "http://u:p@h", "dsn=https://k@sentry.io/1", "a", "", " ", "\n", "\t", "=", ":", "&", ";", "é", "İ", "ß", "\u2028",
-]
-fragment = st.sampled_from(FRAGMENTS) | st.text(max_size=12) | st.text(alphabet="pasword_-:= &;'\"4 1tokenAKI", max_size=20)
+]  # fmt: skip
+fragment = (
+    st.sampled_from(FRAGMENTS) | st.text(max_size=12) | st.text(alphabet="pasword_-:= &;'\"4 1tokenAKI", max_size=20)
+)
 texts = st.lists(fragment, max_size=5).map("".join) | st.sampled_from(FRAGMENTS)
 keys = st.sampled_from(KEYS) | st.text(max_size=10)
 scalars = (
@@ -812,19 +814,23 @@ digit_lists = st.lists(st.integers(min_value=0, max_value=9), min_size=3, max_si
 )
 json_like = st.recursive(
     scalars | digit_lists,
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(keys, inner, max_size=6)
-    | st.tuples(st.sampled_from(KEYS), inner).map(list),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(keys, inner, max_size=6)
+        | st.tuples(st.sampled_from(KEYS), inner).map(list)
+    ),
     max_leaves=30,
 )
 # The agent's own input: any Python structure, tuples and sets included.
 python_like = st.recursive(
     scalars | digit_lists,
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(keys | st.integers(), inner, max_size=6)
-    | st.tuples(st.sampled_from(KEYS), inner)
-    | st.lists(inner, max_size=4).map(tuple)
-    | st.frozensets(texts, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(keys | st.integers(), inner, max_size=6)
+        | st.tuples(st.sampled_from(KEYS), inner)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.frozensets(texts, max_size=3)
+    ),
     max_leaves=30,
 )
 frames = st.fixed_dictionaries(
@@ -841,8 +847,12 @@ events = st.fixed_dictionaries(
         "http": st.fixed_dictionaries(
             {},
             optional={
-                "url": texts, "query_string": texts | json_like, "data": texts | json_like, "cookies": texts | json_like,
-                "headers": st.dictionaries(keys, texts, max_size=4), "env": st.dictionaries(keys, texts, max_size=4),
+                "url": texts,
+                "query_string": texts | json_like,
+                "data": texts | json_like,
+                "cookies": texts | json_like,
+                "headers": st.dictionaries(keys, texts, max_size=4),
+                "env": st.dictionaries(keys, texts, max_size=4),
             },
         ),
         "param_message": st.fixed_dictionaries({"message": texts, "params": st.lists(texts | st.none(), max_size=4)}),
@@ -855,17 +865,31 @@ events = st.fixed_dictionaries(
 spans = st.fixed_dictionaries(
     {},
     optional={
-        "signature": texts, "sql": texts, "stack": st.lists(frames, max_size=2),
+        "signature": texts,
+        "sql": texts,
+        "stack": st.lists(frames, max_size=2),
         "extra": st.dictionaries(st.sampled_from(["sql", "url", "password", "note"]), texts | json_like, max_size=3),
     },
 )
 
 # Kept across examples, as the worker keeps its scrubber: a cache that answers wrongly shows.
 CURRENT = {json_input: scrub.Scrubber(keys=DEFAULT_SCRUB_KEYS, json_input=json_input) for json_input in (False, True)}
-REFERENCE = frozen.Scrubber(keys=DEFAULT_SCRUB_KEYS)
+
+
+# The reference is made anew for each example: the frozen module's caches had one fault (a query
+# string remembered clean was taken as a clean URL), which the history of examples would expose.
+def reference() -> object:
+    return frozen.Scrubber(keys=DEFAULT_SCRUB_KEYS)
+
+
 CUSTOM_KEYS = ("pin", "x_internal", "Account Number")
 CUSTOM = scrub.Scrubber(keys=CUSTOM_KEYS, card_numbers=False)
-CUSTOM_FROZEN = frozen.Scrubber(keys=CUSTOM_KEYS, card_numbers=False)
+
+
+def custom_reference() -> object:
+    return frozen.Scrubber(keys=CUSTOM_KEYS, card_numbers=False)
+
+
 SETTINGS = hypothesis_settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -886,7 +910,7 @@ def test_events_are_scrubbed_as_before(event):
         mine, theirs = json_copies(event) if json_input else (copy.deepcopy(event), copy.deepcopy(event))
         same(
             scrub.event_scrub(event=mine, scrubber=CURRENT[json_input]),
-            frozen.event_scrub(event=theirs, scrubber=REFERENCE),
+            frozen.event_scrub(event=theirs, scrubber=reference()),
         )
 
 
@@ -894,34 +918,35 @@ def test_events_are_scrubbed_as_before(event):
 @given(value=json_like)
 def test_decoded_json_is_scrubbed_as_before(value):
     mine, theirs = json_copies(value)
-    same(CURRENT[True].value(mine), REFERENCE.value(theirs))
-    same(CURRENT[False].body(json.dumps(value)), REFERENCE.body(json.dumps(value)))
+    same(CURRENT[True].value(mine), reference().value(theirs))
+    same(CURRENT[False].body(json.dumps(value)), reference().body(json.dumps(value)))
 
 
 @SETTINGS
 @given(value=python_like, max_items=st.sampled_from([None, 2, 10]))
 def test_python_values_are_scrubbed_as_before(value, max_items):
-    same(CURRENT[False].value(copy.deepcopy(value), max_items), REFERENCE.value(copy.deepcopy(value), max_items))
-    same(CUSTOM.value(copy.deepcopy(value)), CUSTOM_FROZEN.value(copy.deepcopy(value)))
+    same(CURRENT[False].value(copy.deepcopy(value), max_items), reference().value(copy.deepcopy(value), max_items))
+    same(CUSTOM.value(copy.deepcopy(value)), custom_reference().value(copy.deepcopy(value)))
 
 
 @SETTINGS
 @given(text=texts)
 def test_strings_are_scrubbed_as_before(text):
-    for mine, theirs in ((CURRENT[True], REFERENCE), (CURRENT[False], REFERENCE), (CUSTOM, CUSTOM_FROZEN)):
-        same(mine.text(text), theirs.text(text))
-        same(mine.query_string(text), theirs.query_string(text))
-        same(mine.url(text), theirs.url(text))
-        same(mine.body(text), theirs.body(text))
-        same(mine.sql_or_url(text), theirs.sql_or_url(text))
-        same(mine.key_is_sensitive(text), theirs.key_is_sensitive(text))
+    for mine, theirs in ((CURRENT[True], reference), (CURRENT[False], reference), (CUSTOM, custom_reference)):
+        # A fresh reference for each call (see reference()); mine keeps its caches throughout.
+        same(mine.text(text), theirs().text(text))
+        same(mine.query_string(text), theirs().query_string(text))
+        same(mine.url(text), theirs().url(text))
+        same(mine.body(text), theirs().body(text))
+        same(mine.sql_or_url(text), theirs().sql_or_url(text))
+        same(mine.key_is_sensitive(text), theirs().key_is_sensitive(text))
 
 
 @SETTINGS
 @given(span=spans)
 def test_spans_are_scrubbed_as_before(span):
     mine, theirs = json_copies(span)
-    same(scrub.span_scrub(span=mine, scrubber=CURRENT[True]), frozen.span_scrub(span=theirs, scrubber=REFERENCE))
+    same(scrub.span_scrub(span=mine, scrubber=CURRENT[True]), frozen.span_scrub(span=theirs, scrubber=reference()))
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*_POST_*.json")), ids=lambda path: path.stem)
@@ -931,11 +956,11 @@ def test_captured_bodies_are_scrubbed_as_before(path):
         for json_input in (False, True):
             mine, theirs = json_copies(body)
             if "transactions" in path.name:
-                same(CURRENT[json_input].value(mine), REFERENCE.value(theirs))
+                same(CURRENT[json_input].value(mine), reference().value(theirs))
             else:
                 same(
                     scrub.event_scrub(event=mine, scrubber=CURRENT[json_input]),
-                    frozen.event_scrub(event=theirs, scrubber=REFERENCE),
+                    frozen.event_scrub(event=theirs, scrubber=reference()),
                 )
 
 
@@ -946,15 +971,17 @@ class Text(str):
 @pytest.mark.parametrize(
     "seen,then",
     [
-        # orjson writes NaN as null, and a tuple as a list: the first must not vouch for the second.
+        # orjson writes NaN as null and a subclass of str as a str: the first must not vouch for
+        # the second. (Tuples, which it writes as lists, are outside json_input's promise.)
         ({"password": None, "n": 1}, {"password": float("nan"), "n": 1}),
-        ({"h": [("password", "x")]}, {"h": [["password", "x"]]}),
-        ({"h": {"k": ("4111", "1111", "1111", "1111")}}, {"h": {"k": ["4111", "1111", "1111", "1111"]}}),
         ({"note": Text("password=pw")}, {"note": "password=pw"}),
         ({"cookie": None}, {"cookie": float("inf")}),
+        # Remembered masked, the structure comes back decoded from text: a NaN must not become null.
+        ({"q": "password=pw", "n": None}, {"q": "password=pw", "n": float("nan")}),
+        ({"q": "password=pw", "n": float("-inf")}, {"q": "password=pw", "n": None}),
     ],
 )
-def test_a_structure_seen_clean_vouches_only_for_its_equal(seen, then):
+def test_a_structure_seen_before_vouches_only_for_its_equal(seen, then):
     # Fresh scrubbers: the shared ones may have stopped remembering structures after the random
     # examples above, which rarely repeat.
     mine = scrub.Scrubber(keys=DEFAULT_SCRUB_KEYS, json_input=True)

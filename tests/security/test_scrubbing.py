@@ -381,3 +381,14 @@ def test_the_worker_scrubs_json_held_in_a_string(intake_app, client, broker):
     # Written back as JSON, the way the agent scrubs such a string before sending it.
     assert json.loads(event.data["stacktrace"]["frames"][-1]["vars"]["payload"]) == {"user": "bob", "db": {"password": "********"}}
     assert json.loads(event.data["extra"]["response"]) == [{"id": 1, "api_key": "********"}]
+
+
+def test_a_query_string_seen_clean_is_not_taken_for_a_clean_url():
+    from opbeat_agent.config import DEFAULT_SCRUB_KEYS
+    from opbeat_agent.scrub import MASK, Scrubber
+
+    scrubber = Scrubber(keys=DEFAULT_SCRUB_KEYS)
+    # As a query string it is one name without a value; as a URL (a path) it is a card number.
+    assert scrubber.query_string("4111111111111111") == "4111111111111111"
+    assert scrubber.url("4111111111111111") == MASK
+    assert scrubber.url("/pay/4111 1111 1111 1111") == f"/pay/{MASK}"
