@@ -5,9 +5,10 @@ their shape). Each table is written with one bulk statement per batch (per chunk
 ``_CHUNK`` rows), whatever the number of events, using ``INSERT .. ON CONFLICT .. RETURNING``,
 which SQLite 3.35+ and PostgreSQL both speak:
 
-0. each event is scrubbed with the agent's rules (``opbeat_agent.scrub``) before anything is
-   derived from it, whatever client sent it;
-1. which apps exist, and which event ids are already stored (a redelivered message);
+0. which event ids are already stored (a redelivered message): those are dropped before
+   anything else is done with them;
+1. each new event is scrubbed with the agent's rules (``opbeat_agent.scrub``) before anything is
+   derived from it, whatever client sent it; then which apps exist;
 2. upsert one issue per (app, fingerprint), adding the new events to its counts; a resolved
    issue that received a new event after it was resolved is reopened as regressed (one more
    statement, only when the batch touches a resolved issue);
@@ -179,17 +180,42 @@ def _user_key(data: dict) -> str:
     return _clean(f"ip:{address}", _USER_KEY_MAX) if address else ""
 
 
+@dataclass
+class _Head:
+    """What an envelope says before its event is scrubbed: enough to tell a redelivery."""
+
+    event_id: uuid.UUID
+    app_id: int
+    received_at: datetime
+    data: dict
+
+
 def envelope_parse(envelope: Any) -> _Row | None:
     """The row to store for one envelope, or None (logged) when it cannot be stored."""
+    head = envelope_head(envelope)
+    return None if head is None else head_row(head)
+
+
+def envelope_head(envelope: Any) -> _Head | None:
+    """The envelope's id, app, receive time and event, or None (logged) when it cannot be read."""
     try:
-        return _envelope_parse(envelope)
+        return _envelope_head(envelope)
     except Exception:  # noqa: BLE001 - one envelope we cannot read must never cost the batch
         event_id = envelope.get("event_id") if isinstance(envelope, dict) else None
         logger.exception("digest: skipped envelope %r that could not be read", event_id)
         return None
 
 
-def _envelope_parse(envelope: Any) -> _Row | None:
+def head_row(head: _Head) -> _Row | None:
+    """The row to store for the event of ``head``, scrubbed; None (logged) when it cannot be built."""
+    try:
+        return _head_row(head)
+    except Exception:  # noqa: BLE001 - one event we cannot read must never cost the batch
+        logger.exception("digest: skipped envelope %r that could not be read", head.event_id.hex)
+        return None
+
+
+def _envelope_head(envelope: Any) -> _Head | None:
     if not isinstance(envelope, dict):
         logger.warning("digest: skipped an envelope that is not an object (%s)", type(envelope).__name__)
         return None
@@ -212,13 +238,17 @@ def _envelope_parse(envelope: Any) -> _Row | None:
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
         logger.warning("digest: skipped malformed envelope %r: %s", envelope.get("event_id"), exc)
         return None
+    return _Head(event_id=event_id, app_id=app_id, received_at=received_at, data=data)
 
+
+def _head_row(head: _Head) -> _Row:
     # Before anything is derived from the event: a title or a grouping key holds its message too.
-    data = event_scrub(event=data, scrubber=_SCRUBBER)
+    data = event_scrub(event=head.data, scrubber=_SCRUBBER)
+    received_at = head.received_at
     exception = data.get("exception") if isinstance(data.get("exception"), dict) else {}
     return _Row(
-        event_id=event_id,
-        app_id=app_id,
+        event_id=head.event_id,
+        app_id=head.app_id,
         received_at=received_at,
         timestamp=_timestamp(data.get("timestamp"), received_at),
         data_json=_data_json(data),
@@ -534,12 +564,9 @@ def _rows_store(rows: list[_Row], *, now: datetime) -> DigestResult:
     for missing in sorted(app_ids - live_apps):
         dropped = sum(1 for row in rows if row.app_id == missing)
         logger.warning("digest: skipped %d event(s) of app %s, which no longer exists", dropped, missing)
-    kept = [row for row in rows if row.app_id in live_apps]
-    result.skipped = len(rows) - len(kept)
-
-    existing = _existing_event_ids([row.event_id for row in kept])
-    new = [row for row in kept if row.event_id not in existing]
-    result.duplicates = len(kept) - len(new)
+    # Already-stored ids were dropped by the caller; one stored since is caught by the insert.
+    new = [row for row in rows if row.app_id in live_apps]
+    result.skipped = len(rows) - len(new)
     if not new:
         return result
 
@@ -565,16 +592,31 @@ def events_digest(*, envelopes: list[dict]) -> DigestResult:
     nothing was committed then, and the caller retries the same envelopes.
     """
     result = DigestResult(received=len(envelopes))
-    rows: list[_Row] = []
+    heads: list[_Head] = []
     seen: set[uuid.UUID] = set()
     for envelope in envelopes:
-        row = envelope_parse(envelope)
-        if row is None:
+        head = envelope_head(envelope)
+        if head is None:
             result.skipped += 1
-        elif row.event_id in seen:
+        elif head.event_id in seen:
             result.duplicates += 1
         else:
-            seen.add(row.event_id)
+            seen.add(head.event_id)
+            heads.append(head)
+    if not heads:
+        return result
+    # Redeliveries are told by their ids before any event is scrubbed: scrubbing is most of the
+    # cost of a row, and a redelivered batch (a lost ack, a worker restart) stores nothing.
+    existing = _existing_event_ids([head.event_id for head in heads])
+    rows: list[_Row] = []
+    for head in heads:
+        if head.event_id in existing:
+            result.duplicates += 1
+            continue
+        row = head_row(head)
+        if row is None:
+            result.skipped += 1
+        else:
             rows.append(row)
     if not rows:
         return result

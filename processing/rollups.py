@@ -16,7 +16,8 @@ breakdowns (exclusive time per span kind) and traces. For a batch of envelopes:
    by concatenating durations while a row holds at most ``sketches.EXACT_MAX`` of them;
 4. the slowest ``TRACES_PER_MINUTE`` traces of each name and minute are inserted, their spans'
    SQL stripped of literals and URLs and signatures scrubbed with the agent's rules
-   (``opbeat_agent.scrub``) whatever client sent them.
+   (``opbeat_agent.scrub``) whatever client sent them; only those are scrubbed, so a redelivered
+   envelope or a trace left out costs no scrubbing.
 
 All in one database transaction per batch. Envelopes that are malformed, of another kind, or of
 a deleted app are logged and skipped. ``OperationalError`` reaches the caller, which retries the
@@ -221,13 +222,7 @@ def _envelope_parse(envelope: Any) -> _Parsed:
         spans = item.get("spans", [])
         if not isinstance(spans, list):
             raise ValueError("trace spans are not a list")
-        spans = [
-            span_scrub(span=span, scrubber=_SCRUBBER) if isinstance(span, dict) else _SCRUBBER.value(span)
-            for span in spans
-        ]
-        if b"\\u0000" in orjson.dumps(spans):
-            # PostgreSQL's jsonb cannot hold NUL; the intake strips it, but envelopes are not trusted.
-            spans = _nul_strip(spans)
+        # Scrubbed in _traces_insert, once this envelope is known new and the trace kept.
         traces.append(
             {
                 "id": str(item.get("id") or "")[:64],
@@ -237,6 +232,7 @@ def _envelope_parse(envelope: Any) -> _Parsed:
                 "timestamp": _minute(item["timestamp"], received_at) + _number(item["timestamp"]) % 60,
                 "duration": _number(item["duration"]),
                 "spans": spans,
+                "scrubbed": False,
                 "spans_dropped": min(_count(item.get("spans_dropped", 0)), 2**31 - 1),
             }
         )
@@ -413,10 +409,19 @@ def _rows_update(rows: list[TransactionRollup]) -> None:
             )
 
 
+def _spans_scrub(spans: list) -> list:
+    """A stored trace's spans with the agent's rules applied, then NUL removed."""
+    spans = [span_scrub(span=span, scrubber=_SCRUBBER) if isinstance(span, dict) else _SCRUBBER.value(span) for span in spans]
+    if b"\\u0000" in orjson.dumps(spans):
+        # PostgreSQL's jsonb cannot hold NUL; the intake strips it, but envelopes are not trusted.
+        spans = _nul_strip(spans)
+    return spans
+
+
 def _traces_insert(parsed: list[_Parsed], names: dict[int, dict[str, int]]) -> int:
     # Per (name, minute) only the slowest few of the batch: the agent sends one per group every
     # 10 s from every process, far more than anyone reads.
-    best: dict[tuple[int, int], list[tuple[float, TransactionTrace]]] = defaultdict(list)
+    best: dict[tuple[int, int], list[tuple[float, TransactionTrace, dict]]] = defaultdict(list)
     for item in parsed:
         for index, trace in enumerate(item.traces):
             name_id = names[item.app_id][trace["transaction"]]
@@ -434,11 +439,16 @@ def _traces_insert(parsed: list[_Parsed], names: dict[int, dict[str, int]]) -> i
                 spans=trace["spans"],
                 spans_dropped=trace["spans_dropped"],
             )
-            best[key].append((trace["duration"], row))
+            best[key].append((trace["duration"], row, trace))
     rows = []
     for candidates in best.values():
-        candidates.sort(key=lambda pair: -pair[0])
-        rows += [row for _, row in candidates[:TRACES_PER_MINUTE]]
+        candidates.sort(key=lambda entry: -entry[0])
+        for _, row, trace in candidates[:TRACES_PER_MINUTE]:
+            # Once: after a refused batch the same envelopes are stored again one by one.
+            if not trace["scrubbed"]:
+                trace["spans"], trace["scrubbed"] = _spans_scrub(trace["spans"]), True
+            row.spans = trace["spans"]
+            rows.append(row)
     TransactionTrace.objects.bulk_create(rows, ignore_conflicts=True, batch_size=_CHUNK)
     return len(rows)
 

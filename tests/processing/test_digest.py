@@ -63,6 +63,34 @@ def test_redelivered_batch_is_not_counted_twice():
     assert Event.objects.filter(app=app).count() == 4
 
 
+def test_redelivered_events_are_not_scrubbed_again_and_stay_as_stored(monkeypatch):
+    _, _, app = org_app_create()
+    secret = "redelivered-pw-1"
+    body = message_event("Login failed", extra={"password": secret, "note": "kept"})
+    batch = [envelope(app, copy.deepcopy(body)), envelope(app, fixture_body(DJANGO_311))]
+    first = events_digest(envelopes=copy.deepcopy(batch))
+    stored = {event.event_id: event.data for event in Event.objects.filter(app=app)}
+    scrubbed = []
+    real_scrub = digest_module.event_scrub
+
+    def counting_scrub(*, event, scrubber):
+        scrubbed.append(event)
+        return real_scrub(event=event, scrubber=scrubber)
+
+    monkeypatch.setattr(digest_module, "event_scrub", counting_scrub)
+    fresh = envelope(app, message_event("Login failed", extra={"password": "fresh-pw-2"}))
+    again = events_digest(envelopes=copy.deepcopy(batch) + [fresh])
+
+    assert (first.stored, again.stored, again.duplicates) == (2, 1, 2)
+    # Only the new event went through the scrubber; the redelivered ones were told by their ids.
+    assert len(scrubbed) == 1
+    redelivered = Event.objects.filter(app=app).exclude(event_id=uuid.UUID(fresh["event_id"]))
+    assert {event.event_id: event.data for event in redelivered} == stored
+    texts = json.dumps([event.data for event in Event.objects.filter(app=app)])
+    assert secret not in texts and "fresh-pw-2" not in texts and '"note": "kept"' in texts
+    assert Issue.objects.get(app=app, title="Login failed").event_count == 2
+
+
 def test_same_event_twice_in_one_batch_counts_once():
     _, _, app = org_app_create()
     one = envelope(app, message_event())

@@ -333,3 +333,62 @@ def test_sql_keeps_no_literal(statement, stripped):
 def test_a_signature_never_reads_inside_a_literal():
     assert sql_signature("SELECT 'a from secrets_x10' FROM orders") == "SELECT FROM orders"
     assert sql_signature("DELETE FROM t WHERE note = 'x FROM leaked_x11'") == "DELETE FROM t"
+
+
+def test_a_redelivered_trace_is_stored_once_and_not_scrubbed_again(perf, monkeypatch):
+    import copy
+
+    import processing.rollups as rollups
+
+    url = "http://bob:redelivered-pw-8@api.internal/v1"
+    body = {
+        "transactions": [{"transaction": "GET /x", "result": 200, "timestamp": "2026-11-26T00:40:00Z", "durations": [50.0]}],
+        "traces": [
+            {"transaction": "GET /x", "durations": [[50.0, 50.0]], "signature": "transaction", "kind": "transaction",
+             "parents": [], "start_time": 1795653600000.0},
+            {"transaction": "GET /x", "durations": [[10.0, 50.0]], "signature": f"GET {url}", "kind": "ext.http.requests",
+             "parents": ["transaction"], "start_time": 25.0, "extra": {"url": url}},
+        ],
+    }  # fmt: skip
+    assert perf.post_original(body).status_code == 202
+    envelopes = perf.broker.envelopes()
+    redelivered = copy.deepcopy(envelopes)
+    assert rollups.transactions_digest(envelopes=envelopes).rolled_up == 1
+    [stored] = TransactionTrace.objects.filter(app=perf.app).values_list("spans", flat=True)
+    scrubbed = []
+    real_scrub = rollups.span_scrub
+
+    def counting_scrub(*, span, scrubber):
+        scrubbed.append(span)
+        return real_scrub(span=span, scrubber=scrubber)
+
+    monkeypatch.setattr(rollups, "span_scrub", counting_scrub)
+    again = rollups.transactions_digest(envelopes=redelivered)
+
+    assert (again.duplicates, again.rolled_up, again.traces) == (1, 0, 0)
+    assert scrubbed == []  # told by its id before any span was scrubbed
+    assert list(TransactionTrace.objects.filter(app=perf.app).values_list("spans", flat=True)) == [stored]
+    assert "redelivered-pw-8" not in json.dumps(stored) and "bob:********@api.internal" in json.dumps(stored)
+
+
+@pytest.mark.django_db
+def test_the_worker_scrubs_json_held_in_a_string(intake_app, client, broker):
+    body = next(b for b in agent_bodies() if "django5219" in b.name).event
+    body["stacktrace"]["frames"][-1]["vars"]["payload"] = '{"user": "bob", "db": {"password": "worker-json-15"}}'
+    body["extra"] = {"response": '[{"id": 1, "api_key": "worker-json-16"}]'}
+    stored, event = _stored(intake_app, client, broker, body)
+    assert "worker-json-15" not in stored and "worker-json-16" not in stored
+    # Written back as JSON, the way the agent scrubs such a string before sending it.
+    assert json.loads(event.data["stacktrace"]["frames"][-1]["vars"]["payload"]) == {"user": "bob", "db": {"password": "********"}}
+    assert json.loads(event.data["extra"]["response"]) == [{"id": 1, "api_key": "********"}]
+
+
+def test_a_query_string_seen_clean_is_not_taken_for_a_clean_url():
+    from opbeat_agent.config import DEFAULT_SCRUB_KEYS
+    from opbeat_agent.scrub import MASK, Scrubber
+
+    scrubber = Scrubber(keys=DEFAULT_SCRUB_KEYS)
+    # As a query string it is one name without a value; as a URL (a path) it is a card number.
+    assert scrubber.query_string("4111111111111111") == "4111111111111111"
+    assert scrubber.url("4111111111111111") == MASK
+    assert scrubber.url("/pay/4111 1111 1111 1111") == f"/pay/{MASK}"
