@@ -169,9 +169,11 @@ class Channel(virtual.Channel):
         table = self._bindings.get(exchange)
         if table is None:
             with self._lock:
-                rows = self._db_publish().execute(
-                    "SELECT routing_key, pattern, queue FROM binding WHERE exchange = ?", (exchange,)
-                ).fetchall()
+                rows = (
+                    self._db_publish()
+                    .execute("SELECT routing_key, pattern, queue FROM binding WHERE exchange = ?", (exchange,))
+                    .fetchall()
+                )
             table = [tuple(row) for row in rows]
             if table:
                 # Bindings are only ever added by declarations; an exchange not bound yet is
@@ -217,12 +219,16 @@ class Channel(virtual.Channel):
         if self.qos.prefetch_count:
             limit = max(1, min(limit, self.qos.can_consume_max_estimate() or 1))
         with self._lock:
-            rows = self._db_consume().execute(
-                "UPDATE message SET owner = ? WHERE id IN "
-                "(SELECT id FROM message WHERE queue = ? AND owner IS NULL ORDER BY id LIMIT ?) "
-                "RETURNING id, payload",
-                (self._owner, queue, limit),
-            ).fetchall()
+            rows = (
+                self._db_consume()
+                .execute(
+                    "UPDATE message SET owner = ? WHERE id IN "
+                    "(SELECT id FROM message WHERE queue = ? AND owner IS NULL ORDER BY id LIMIT ?) "
+                    "RETURNING id, payload",
+                    (self._owner, queue, limit),
+                )
+                .fetchall()
+            )
         rows.sort()
         self._claimed[queue] = rows
         return rows
@@ -261,13 +267,17 @@ class Channel(virtual.Channel):
 
     def _size(self, queue):
         with self._lock:
-            return self._db_publish().execute(
-                "SELECT count(*) FROM message WHERE queue = ? AND owner IS NULL", (queue,)
-            ).fetchone()[0]
+            return (
+                self._db_publish()
+                .execute("SELECT count(*) FROM message WHERE queue = ? AND owner IS NULL", (queue,))
+                .fetchone()[0]
+            )
 
     def _purge(self, queue):
         with self._lock:
-            return self._db_publish().execute("DELETE FROM message WHERE queue = ? AND owner IS NULL", (queue,)).rowcount
+            return (
+                self._db_publish().execute("DELETE FROM message WHERE queue = ? AND owner IS NULL", (queue,)).rowcount
+            )
 
     def close(self):
         if not self.closed:

@@ -93,4 +93,3 @@ class Command(BaseCommand):
     def _log(self, line: str) -> None:
         self.stdout.write(line)
         self.stdout.flush()
-
