@@ -102,6 +102,31 @@ def queue_connect(path: str | Path, *, synchronous: str) -> sqlite3.Connection:
     return db
 
 
+def filesystem_messages_import(*, folder: Path, path: Path) -> int:
+    """Move the messages kombu's filesystem transport left in ``folder`` (``*.msg``, the embedded
+    queue of earlier versions) into the queue at ``path``; return how many.
+
+    Both transports store the same message dicts, so a file's content is a row's payload. The
+    files are removed after the commit: a crash between the two delivers those messages twice,
+    which the digest de-duplicates, rather than not at all.
+    """
+    files = sorted(folder.glob("*.msg"))
+    if not files:
+        return 0
+    # The file name is "<milliseconds>_<uuid>.<queue>.msg"; sorted, it is the publish order.
+    rows = [(file.name.partition(".")[2].removesuffix(".msg"), file.read_text()) for file in files]
+    db = queue_connect(path, synchronous="FULL")
+    try:
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO message (queue, payload) VALUES (?, ?)", rows)
+    finally:
+        db.close()
+    for file in files:
+        file.unlink()
+    return len(rows)
+
+
 class QoS(virtual.QoS):
     """Acks delete the message row; a requeue or a closed channel hands the row back."""
 

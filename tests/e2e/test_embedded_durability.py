@@ -189,3 +189,44 @@ def test_the_queue_gives_a_killed_consumers_unacked_messages_to_the_next_and_nev
 
     assert acked_first == [str(n) for n in range(5)]
     assert sorted(acked_second, key=int) == [str(n) for n in range(5, 50)]
+
+
+def test_messages_left_by_the_former_filesystem_queue_are_moved_into_the_sqlite_queue(tmp_path: Path):
+    """An upgrade keeps what the earlier embedded queue (kombu's filesystem transport) held."""
+    from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+    from opbeat_server.queue_sqlite import filesystem_messages_import
+
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    queue = Queue("events", Exchange("events", type="direct", durable=True), routing_key="events", durable=True)
+    filesystem = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(folder / "control"),
+    }
+    with Connection("filesystem://", transport_options=filesystem) as connection:
+        producer = Producer(connection.channel())
+        queue(producer.channel).declare()
+        for n in range(3):
+            producer.publish({"n": n}, exchange="events", routing_key="events", serializer="json")
+    assert len(list(folder.glob("*.msg"))) == 3
+
+    path = tmp_path / "queue" / "queue.sqlite3"
+    assert filesystem_messages_import(folder=folder, path=path) == 3
+    assert not list(folder.glob("*.msg"))
+
+    received = []
+    with Connection("sqlite-queue://", transport_options={"path": str(path)}) as connection:
+        channel = connection.channel()
+        queue(channel).declare()
+
+        def on_message(body, message):
+            received.append(body["n"])
+            message.ack()
+
+        with Consumer(channel, [queue], callbacks=[on_message], accept=["json"]):
+            while len(received) < 3:
+                connection.drain_events(timeout=5)
+    assert received == [0, 1, 2]
+    assert filesystem_messages_import(folder=folder, path=path) == 0

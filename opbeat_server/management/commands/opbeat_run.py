@@ -43,6 +43,16 @@ class Command(BaseCommand):
 
         call_command("migrate", interactive=False, verbosity=1)
         call_command("collectstatic", interactive=False, verbosity=0)
+        if settings.BROKER_IS_EMBEDDED:
+            from opbeat_server.queue_sqlite import filesystem_messages_import
+
+            moved = filesystem_messages_import(
+                folder=settings.QUEUE_DIR, path=settings.BROKER_TRANSPORT_OPTIONS["path"]
+            )
+            if moved:
+                self.stdout.write(
+                    f"Moved {moved} queued message(s) of the former on-disk queue into {settings.QUEUE_DIR}."
+                )
 
         url_host = f"[{host}]" if ":" in host else host
         url = f"http://{url_host}:{port}/"
