@@ -10,7 +10,8 @@ batch is never handed to a second consumer; there is no visibility timeout to tu
 
 A publish returns once SQLite has committed the message with ``synchronous=FULL`` (the WAL is
 fsynced): the intake's 202 stays a promise across a crash of the machine, not only of the
-process. Acknowledgements and fetches are committed without the fsync: losing one to a power cut
+process. Acknowledgements and fetches are committed without the fsync, and acknowledgements are
+deleted together at the consumer's next poll (within ~0.1 s): losing some to a crash or a power cut
 means a redelivery, which the digest de-duplicates.
 
 Exchange bindings live in the file too, so a process that only publishes (the intake) routes to
@@ -113,7 +114,7 @@ def filesystem_messages_import(*, folder: Path, path: Path) -> int:
     files = sorted(folder.glob("*.msg"))
     if not files:
         return 0
-    # The file name is "<milliseconds>_<uuid>.<queue>.msg"; sorted, it is the publish order.
+    # The file name is "<milliseconds>_<uuid>.<queue>.msg": sorted, the publish order to the millisecond.
     rows = [(file.name.partition(".")[2].removesuffix(".msg"), file.read_text()) for file in files]
     db = queue_connect(path, synchronous="FULL")
     try:
@@ -167,6 +168,8 @@ class Channel(virtual.Channel):
         self._claimed: dict[str, list] = {}
         # delivery tag -> row id, for the messages this channel holds.
         self._rows: dict[str, int] = {}
+        # Row ids acknowledged and not deleted yet (acks_flush, at the next poll).
+        self._acked: list[int] = []
         self._bindings: dict[str, list] = {}
         self._orphans_checked = 0.0
 
@@ -271,10 +274,26 @@ class Channel(virtual.Channel):
         return released
 
     def message_delete(self, delivery_tag) -> None:
+        # Deleted with the others acknowledged since the last poll, in one transaction: the
+        # worker acknowledges a batch message by message, and a write transaction each would
+        # queue the intake's publishes behind SQLite's lock.
         row_id = self._rows.pop(delivery_tag, None)
         if row_id is not None:
-            with self._lock:
-                self._db_consume().execute("DELETE FROM message WHERE id = ?", (row_id,))
+            self._acked.append(row_id)
+
+    def acks_flush(self) -> None:
+        if not self._acked:
+            return
+        with self._lock:
+            acked, self._acked = self._acked, []
+            db = self._db_consume()
+            for start in range(0, len(acked), 500):
+                chunk = acked[start : start + 500]
+                db.execute(f"DELETE FROM message WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+
+    def drain_events(self, timeout=None, callback=None):
+        self.acks_flush()
+        return super().drain_events(timeout=timeout, callback=callback)
 
     def message_release(self, delivery_tag) -> None:
         row_id = self._rows.pop(delivery_tag, None)
@@ -283,7 +302,9 @@ class Channel(virtual.Channel):
                 self._db_consume().execute("UPDATE message SET owner = NULL WHERE id = ?", (row_id,))
 
     def messages_release_all(self) -> None:
-        """Everything this channel holds, delivered or not, goes back to the queue."""
+        """Everything this channel holds, delivered or not, goes back to the queue (what was
+        acknowledged is deleted first)."""
+        self.acks_flush()
         self._rows.clear()
         self._claimed.clear()
         if self._consume_db is not None:
