@@ -1,7 +1,7 @@
 """Settings for Opbeat Server: every environment read happens here, and nowhere else.
 
-Each setting has a default that serves the embedded mode (SQLite and an on-disk kombu queue
-under ``var/``), so ``manage.py opbeat_run`` works on a fresh clone with no server installed.
+Each setting has a default that serves the embedded mode (SQLite and an on-disk queue in
+SQLite under ``var/``), so ``manage.py opbeat_run`` works on a fresh clone with no server installed.
 Production sets ``DATABASE_URL``, ``BROKER_URL`` and ``REDIS_URL``.
 """
 
@@ -164,18 +164,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 # --- Broker ---------------------------------------------------------------------------------
-# Embedded default: kombu's filesystem transport, one file per message under var/queue, so the
-# intake and the worker stay separate processes and a queued event survives a restart.
+# Embedded default: a queue in one SQLite file under var/queue (opbeat_server/queue_sqlite.py).
+# A message stays there until the worker acknowledges it after its database commit, and a killed
+# worker's messages are delivered again, so nothing the intake answered 202 for is lost.
 QUEUE_DIR = VAR_DIR / "queue"
-BROKER_URL = os.environ.get("BROKER_URL") or "filesystem://"
-BROKER_IS_FILESYSTEM = BROKER_URL.startswith("filesystem://")
-if BROKER_IS_FILESYSTEM:
+BROKER_URL = os.environ.get("BROKER_URL") or "sqlite-queue://"
+BROKER_IS_EMBEDDED = BROKER_URL.startswith("sqlite-queue://")
+if BROKER_IS_EMBEDDED:
+    import opbeat_server.queue_sqlite  # noqa: F401 - registers the sqlite-queue:// transport with kombu
+
+    QUEUE_DIR.mkdir(parents=True, exist_ok=True)
+    BROKER_TRANSPORT_OPTIONS = {"path": str(QUEUE_DIR / "queue.sqlite3")}
+elif BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport, the embedded queue before: it deletes a message when it is
+    # fetched, so a killed worker loses what it held. Kept for bench/embedded's comparison.
     QUEUE_DIR.mkdir(parents=True, exist_ok=True)
     BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(QUEUE_DIR),
         "data_folder_out": str(QUEUE_DIR),
         "store_processed": False,
-        # Exchange-to-queue bindings; kombu's default is a "control" folder in the working directory.
         "control_folder": str(QUEUE_DIR / "control"),
     }
 else:

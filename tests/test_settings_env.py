@@ -24,7 +24,7 @@ print(json.dumps({
     "db_engine": db["ENGINE"], "db_name": str(db["NAME"]), "db_host": db.get("HOST"), "db_port": db.get("PORT"),
     "db_user": db.get("USER"), "db_health_checks": db.get("CONN_HEALTH_CHECKS", False),
     "broker_url": s.CELERY_BROKER_URL, "broker_options": s.CELERY_BROKER_TRANSPORT_OPTIONS,
-    "broker_is_filesystem": s.BROKER_IS_FILESYSTEM,
+    "broker_is_embedded": s.BROKER_IS_EMBEDDED,
     "cache_backend": s.CACHES["default"]["BACKEND"], "cache_location": s.CACHES["default"]["LOCATION"],
     "email_backend": s.EMAIL_BACKEND, "email_host": getattr(s, "EMAIL_HOST", None),
     "email_port": getattr(s, "EMAIL_PORT", None), "email_user": getattr(s, "EMAIL_HOST_USER", None),
@@ -62,11 +62,10 @@ def test_embedded_defaults_keep_all_state_under_var(var_dir: Path):
 
     assert s["db_engine"] == "django.db.backends.sqlite3"
     assert s["db_name"] == str(var_dir / "opbeat.sqlite3")
-    # The on-disk kombu transport: intake and worker stay separate processes sharing var/queue.
-    assert s["broker_is_filesystem"] is True
-    assert s["broker_url"].startswith("filesystem://")
-    assert s["broker_options"]["data_folder_in"] == str(var_dir / "queue")
-    assert s["broker_options"]["data_folder_out"] == str(var_dir / "queue")
+    # The queue in SQLite under var/queue: intake and worker stay separate processes sharing it.
+    assert s["broker_is_embedded"] is True
+    assert s["broker_url"].startswith("sqlite-queue://")
+    assert s["broker_options"] == {"path": str(var_dir / "queue" / "queue.sqlite3")}
     assert (var_dir / "queue").is_dir()
     assert s["cache_backend"] == "django.core.cache.backends.filebased.FileBasedCache"
     assert s["cache_location"] == str(var_dir / "cache")
@@ -99,7 +98,7 @@ def test_broker_url_selects_rabbitmq_with_publisher_confirms(var_dir: Path):
     s = settings_resolve(var_dir, BROKER_URL="amqp://guest:guest@mq.example:5672/opbeat")
 
     assert s["broker_url"] == "amqp://guest:guest@mq.example:5672/opbeat"
-    assert s["broker_is_filesystem"] is False
+    assert s["broker_is_embedded"] is False
     assert s["broker_options"] == {"confirm_publish": True}
 
 

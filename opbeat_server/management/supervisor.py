@@ -1,9 +1,13 @@
-"""Start the web server and the Celery worker as child processes, and keep them together.
+"""Start the web server and the Celery worker as child processes, and keep them running.
 
-This is the embedded mode's process manager (``manage.py opbeat_run``): the children live and die
-as one unit. If one exits, the others are stopped and the runner exits non-zero, so a crashed worker
-never leaves a web server that accepts events nobody digests. It never touches the database or the
-queue itself; it only starts, watches and stops processes.
+This is the embedded mode's process manager (``manage.py opbeat_run``). A child that exits is
+started again after a backoff (1 s, doubling up to 30 s, back to 1 s once it had run a minute),
+while the others keep serving: the intake goes on answering 202 into the durable queue while the
+worker restarts, and the restarted worker digests what piled up. A child that dies within a minute
+of starting, over and over, makes the runner give up and exit non-zero, so an outer supervisor
+(systemd, a container runtime) and a person see that something is wrong rather than a service
+that restarts itself forever in the background. It never touches the database or the queue; it
+only starts, watches and stops processes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 # A child gets SIGTERM when the runner dies, even by SIGKILL, so no orphan keeps the port (Linux only).
 _PR_SET_PDEATHSIG = 1
@@ -27,6 +32,32 @@ class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    # Deaths in a row, each within Backoff.stable_seconds of its start.
+    quick_deaths: int = 0
+    restart_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first_seconds: float = 1.0
+    max_seconds: float = 30.0
+    # A child that ran this long before dying is healthy again: its next restart waits first_seconds.
+    stable_seconds: float = 60.0
+    # Quick deaths in a row before the runner gives up: 1+2+4+8+16+30+30+30 s of retrying, about
+    # two minutes, long enough to outlast a brief outage of what a child needs (the disk, a lock).
+    max_quick_deaths: int = 8
+
+    def delay(self, quick_deaths: int) -> float:
+        return min(self.first_seconds * 2 ** max(quick_deaths - 1, 0), self.max_seconds)
+
+
+class ChildKeepsDying(Exception):
+    """A child died quickly after each of Backoff.max_quick_deaths restarts."""
+
+    def __init__(self, child: Child) -> None:
+        super().__init__(child.name)
+        self.child = child
 
 
 def _die_with_parent() -> None:
@@ -99,16 +130,31 @@ def port_wait_listening(*, host: str, port: int, children: list[Child], timeout:
     return False
 
 
+def child_start(*, child: Child, env: dict[str, str]) -> None:
+    child.process = subprocess.Popen(
+        child.argv,
+        env=env,
+        # Own process group: a Ctrl-C in the terminal reaches only the runner, which then stops
+        # the children in order instead of every process racing its own shutdown.
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    child.started_at = time.monotonic()
+
+
 def children_start(*, children: list[Child], env: dict[str, str]) -> None:
     for child in children:
-        child.process = subprocess.Popen(
-            child.argv,
-            env=env,
-            # Own process group: a Ctrl-C in the terminal reaches only the runner, which then stops
-            # the children in order instead of every process racing its own shutdown.
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
+        child_start(child=child, env=env)
+
+
+def _group_kill(child: Child) -> None:
+    # The group id is the child's pid (start_new_session); it also holds granian's workers and
+    # Celery's pool processes, which must not outlive their parent (a pool process left behind
+    # by a killed worker could still be writing a batch when the new worker starts).
+    try:
+        os.killpg(child.process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def child_exited(children: list[Child]) -> Child | None:
@@ -132,12 +178,7 @@ def children_stop(*, children: list[Child], grace_seconds: float) -> None:
             child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
-        # The group id is the child's pid (start_new_session); it also holds granian's workers and
-        # Celery's pool processes, which must not outlive their parent.
-        try:
-            os.killpg(child.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _group_kill(child)
         child.process.wait()
 
 
@@ -159,10 +200,34 @@ def stop_signals_ignore() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def children_supervise(*, children: list[Child], poll_seconds: float = 0.5) -> Child:
-    """Block until one child exits and return it; StopRequested propagates from the signal handler."""
+def children_supervise(
+    *,
+    children: list[Child],
+    env: dict[str, str],
+    log: Callable[[str], None],
+    backoff: Backoff = Backoff(),
+    poll_seconds: float = 0.5,
+) -> None:
+    """Restart children that exit, with backoff, until StopRequested propagates from the signal
+    handler; raise ChildKeepsDying when one keeps dying quickly."""
     while True:
-        exited = child_exited(children)
-        if exited is not None:
-            return exited
+        now = time.monotonic()
+        for child in children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restart_at = None
+                    child_start(child=child, env=env)
+                    log(f"Started the {child.name} again (pid {child.process.pid}).")
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            _group_kill(child)
+            uptime = now - child.started_at
+            child.quick_deaths = 0 if uptime >= backoff.stable_seconds else child.quick_deaths + 1
+            if child.quick_deaths > backoff.max_quick_deaths:
+                raise ChildKeepsDying(child)
+            delay = backoff.delay(child.quick_deaths)
+            child.restart_at = now + delay
+            log(f"The {child.name} exited with code {code} after {uptime:.0f} s; starting it again in {delay:g} s.")
         time.sleep(poll_seconds)

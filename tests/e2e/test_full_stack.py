@@ -4,7 +4,7 @@ Production shape: gunicorn serving ``opbeat_server.wsgi`` and a Celery worker, o
 PostgreSQL, RabbitMQ and Redis, driven by a headless Chromium that signs up and creates an app
 through the UI; the original opbeat module's captured bodies are posted to the intake and their
 ``Location`` opened in the browser. Embedded shape: the same flow, without a browser, against
-``manage.py opbeat_run`` on SQLite and the filesystem queue.
+``manage.py opbeat_run`` on SQLite and its SQLite queue.
 """
 
 from __future__ import annotations

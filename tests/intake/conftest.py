@@ -1,6 +1,6 @@
 """Intake fixtures: a fresh app with its token, the captured agent bodies as the agent sends them,
-and a reader of what really landed in the broker (RabbitMQ when BROKER_URL is amqp, kombu's
-filesystem queue otherwise)."""
+and a reader of what really landed in the broker (RabbitMQ when BROKER_URL is amqp, the SQLite
+queue under var/queue otherwise)."""
 
 from __future__ import annotations
 

@@ -172,7 +172,7 @@ print(app.pk)
 
 
 def test_embedded_worker_digests_from_the_on_disk_queue_into_sqlite(tmp_path):
-    """The default mode, as a fresh clone runs it: SQLite file and kombu's filesystem queue."""
+    """The default mode, as a fresh clone runs it: SQLite file and the SQLite queue under var/queue."""
     env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "BROKER_URL", "REDIS_URL"}}
     env |= {"OPBEAT_VAR_DIR": str(tmp_path), "OPBEAT_DIGEST_FLUSH_SECONDS": "0.2", "DJANGO_SETTINGS_MODULE": "opbeat_server.settings"}
     python = sys.executable

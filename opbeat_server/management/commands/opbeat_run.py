@@ -1,8 +1,8 @@
 """``manage.py opbeat_run``: the whole service in one command (embedded mode by default).
 
 Migrates, collects static files, then runs the web server (UI and intake) and a Celery worker with
-beat as child processes until Ctrl-C or SIGTERM. With no environment set, that is SQLite and the
-filesystem queue under var/; with DATABASE_URL, BROKER_URL and REDIS_URL it runs the same
+beat as child processes until Ctrl-C or SIGTERM, starting again any that exits (with backoff; see
+``supervisor``). With no environment set, that is SQLite and the SQLite queue under var/; with DATABASE_URL, BROKER_URL and REDIS_URL it runs the same
 processes against PostgreSQL, RabbitMQ and Redis. This command never serves requests or digests
 events itself: it only prepares the database and supervises the processes that do.
 """
@@ -43,6 +43,16 @@ class Command(BaseCommand):
 
         call_command("migrate", interactive=False, verbosity=1)
         call_command("collectstatic", interactive=False, verbosity=0)
+        if settings.BROKER_IS_EMBEDDED:
+            from opbeat_server.queue_sqlite import filesystem_messages_import
+
+            moved = filesystem_messages_import(
+                folder=settings.QUEUE_DIR, path=settings.BROKER_TRANSPORT_OPTIONS["path"]
+            )
+            if moved:
+                self.stdout.write(
+                    f"Moved {moved} queued message(s) of the former on-disk queue into {settings.QUEUE_DIR}."
+                )
 
         url_host = f"[{host}]" if ":" in host else host
         url = f"http://{url_host}:{port}/"
@@ -74,13 +84,14 @@ class Command(BaseCommand):
             self.stdout.write(f"Opbeat Server is running at {url}")
             self.stdout.write("Press Ctrl-C to stop.")
             self.stdout.flush()
-            exited = supervisor.children_supervise(children=children)
-            code = exited.process.returncode
+            supervisor.children_supervise(children=children, env=env, log=self._log)
+        except supervisor.ChildKeepsDying as dying:
+            child = dying.child
             raise CommandError(
-                f"The {exited.name} exited with code {code}; stopping Opbeat Server.",
-                # A child that exits cleanly on its own is still a failure of the whole service.
-                returncode=code if code and code > 0 else 1,
-            )
+                f"The {child.name} exited with code {child.process.returncode} {child.quick_deaths} times in a row, "
+                "each time within a minute of starting; stopping Opbeat Server.",
+                returncode=1,
+            ) from None
         except supervisor.StopRequested as stop:
             supervisor.stop_signals_ignore()
             self.stdout.write(f"Stopping Opbeat Server ({stop}).")
@@ -89,3 +100,6 @@ class Command(BaseCommand):
             supervisor.children_stop(children=children, grace_seconds=20.0)
         self.stdout.write("Opbeat Server stopped.")
 
+    def _log(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
