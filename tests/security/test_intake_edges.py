@@ -197,12 +197,13 @@ def test_a_slow_body_gets_408_and_other_clients_are_still_served(server):
     assert {_status(answer) if answer != b"closed" else 408 for answer in answers.values()} == {408}
 
 
-def test_a_client_that_stops_sending_is_answered_408_and_closed_under_gunicorn(server):
+def test_a_client_that_stops_sending_is_answered_408_and_closed(server, request):
     # Granian gives the application no way to end a read waiting on a silent client (see
     # intake/body.py); gunicorn hands over its socket, so there the silent client is cut off too.
+    # The granian case is the known gap (README, Security): strict, so fixing it fails this mark.
     if server["name"] != "gunicorn":
-        pytest.skip("granian: only a client that keeps sending is cut off")
-    sock = socket.create_connection(("127.0.0.1", server["port"]), timeout=30)
+        request.applymarker(pytest.mark.xfail(strict=True, reason="granian holds a silent body client open"))
+    sock = socket.create_connection(("127.0.0.1", server["port"]), timeout=BODY_READ_SECONDS * 5)
     try:
         sock.sendall(_head(server, length="50") + b"{")
         answer = b""
