@@ -21,13 +21,12 @@ Every lock ends with its window.
 
 from __future__ import annotations
 
-import math
 
 from django.conf import settings
 
 from opbeat_server.client_ip import client_address_key
 
-from .throttle import Limit, throttle_check, throttle_hit, throttle_reset
+from .throttle import Limit, throttle_check, throttle_hit, throttle_reset, wait_text
 
 
 def _limit(name: str) -> Limit:
@@ -77,8 +76,7 @@ def login_account_unlock(*, email: str, ip: str) -> None:
 
 
 def login_throttled_message(seconds: int) -> str:
-    minutes = max(1, math.ceil(seconds / 60))
-    return f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    return f"Too many failed attempts. Try again in {wait_text(seconds)}."
 
 
 def password_reset_admit(*, email: str, ip: str) -> bool:
@@ -96,5 +94,4 @@ def signup_admit(*, ip: str) -> int:
 
 
 def signup_throttled_message(seconds: int) -> str:
-    minutes = max(1, math.ceil(seconds / 60))
-    return f"Too many sign-ups from your address. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    return f"Too many sign-ups from your address. Try again in {wait_text(seconds)}."

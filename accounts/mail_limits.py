@@ -23,12 +23,7 @@ raises.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.utils import timezone
-from django.utils.timesince import timeuntil
-
-from .throttle import Limit, throttle_check, throttle_hit
+from .throttle import Limit, throttle_check, throttle_hit, wait_text
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 
@@ -49,12 +44,7 @@ class MailLimited(Exception):
         self.retry_after = retry_after
 
     def wait_text(self) -> str:
-        """'4 minutes', '23 hours': when to try again, for the message a person reads."""
-        now = timezone.now()
-        # Rounded up to whole minutes: "0 minutes" would read as "now".
-        seconds = max(60, -(-self.retry_after // 60) * 60)
-        # timeuntil joins number and unit with a no-break space; messages are also plain text.
-        return timeuntil(now + timedelta(seconds=seconds), now, depth=1).replace("\xa0", " ")
+        return wait_text(self.retry_after)
 
 
 def mail_limit_hit(checks: list[tuple[str, tuple[Limit, ...]]]) -> None:

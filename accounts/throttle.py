@@ -17,8 +17,11 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.core.cache import cache
+from django.utils import timezone
+from django.utils.timesince import timeuntil
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +90,12 @@ def throttle_reset(key: str, limit: Limit, *, now: float | None = None) -> None:
         cache.delete(_cache_key(key, limit, start))
     except Exception:  # noqa: BLE001 - see throttle_hit
         pass
+
+
+def wait_text(seconds: int) -> str:
+    """'4 minutes', '23 hours': when to try again, for the message a person reads. Rounded up to
+    whole minutes: "0 minutes" would read as "now"."""
+    now = timezone.now()
+    seconds = max(60, -(-seconds // 60) * 60)
+    # timeuntil joins number and unit with a no-break space; messages are also plain text.
+    return timeuntil(now + timedelta(seconds=seconds), now, depth=1).replace("\xa0", " ")

@@ -96,16 +96,9 @@ def _minute_ceil(moment: datetime) -> datetime:
     return floor if floor == moment else floor + _MINUTE
 
 
-def errors_around(*, app: App, environment: str, start: datetime, deploy: datetime, end: datetime) -> tuple[int, int]:
-    """The events of ``environment`` with a timestamp in [start, deploy) and in [deploy, end).
-
-    Two queries: the whole minutes from the per-minute counts (``ErrorMinute``), and the partial
-    minutes at the edges (the deploy's own minute, and the first and last) from the events
-    themselves, on the (app, environment, timestamp) index. An event of a busy issue in an edge
-    minute pruned since (only the newest events of an issue are kept) is no longer counted.
-    """
-    deploy = max(min(deploy, end), start)
-    # The whole minutes of each side, and the partial ones counted from the events.
+def _window_split(start: datetime, deploy: datetime, end: datetime):
+    """(whole minutes before, whole minutes after, partial spans before, partial spans after) of
+    the windows [start, deploy) and [deploy, end)."""
     before_whole = (_minute_ceil(start), _minute_floor(deploy))
     after_whole = (_minute_ceil(deploy), _minute_floor(end))
     before_parts, after_parts = [], []
@@ -121,38 +114,44 @@ def errors_around(*, app: App, environment: str, start: datetime, deploy: dateti
             parts.append((side[0], low))
         if high < side[1]:
             parts.append((high, side[1]))
-    before = after = 0
-    minute_filter = Q()
-    for low, high in (before_whole, after_whole):
-        if low < high:
-            minute_filter |= Q(minute__gte=low, minute__lt=high)
-    if minute_filter:
-        counts = ErrorMinute.objects.filter(
-            minute_filter,
-            app=app,
-            environment=environment,
-        ).aggregate(
-            before=Sum("count", filter=Q(minute__lt=before_whole[1])),
-            after=Sum("count", filter=Q(minute__gte=after_whole[0])),
-        )
-        before, after = counts["before"] or 0, counts["after"] or 0
-    edges = [(low, high, "before") for low, high in before_parts] + [(low, high, "after") for low, high in after_parts]
-    edges = [(low, high, side) for low, high, side in edges if low < high]
-    if edges:
-        in_edges = Q()
-        for low, high, _side in edges:
-            in_edges |= Q(timestamp__gte=low, timestamp__lt=high)
-        counts = Event.objects.filter(
-            in_edges,
-            app=app,
-            environment=environment,
-        ).aggregate(
-            before=Count("id", filter=Q(timestamp__lt=deploy)),
-            after=Count("id", filter=Q(timestamp__gte=deploy)),
-        )
-        before += counts["before"] or 0
-        after += counts["after"] or 0
-    return before, after
+    return before_whole, after_whole, before_parts, after_parts
+
+
+def errors_around(*, app: App, windows: dict[int, tuple[str, datetime, datetime, datetime]]) -> dict[int, tuple[int, int]]:
+    """For each key's (environment, start, deploy, end): the events of that environment with a
+    timestamp in [start, deploy) and in [deploy, end).
+
+    Two queries for all the windows together: the whole minutes from the per-minute counts
+    (``ErrorMinute``), and the partial minutes at the edges (each deploy's own minute, and the
+    first and last) from the events themselves, on the (app, environment, timestamp) index. An
+    event of a busy issue in an edge minute pruned since (only the newest events of an issue are
+    kept) is no longer counted.
+    """
+    minute_sums, minute_filter, edge_counts, edge_filter = {}, Q(), {}, Q()
+    for key, (environment, start, deploy, end) in windows.items():
+        deploy = max(min(deploy, end), start)
+        before_whole, after_whole, before_parts, after_parts = _window_split(start, deploy, end)
+        for side, (low, high) in (("b", before_whole), ("a", after_whole)):
+            if low < high:
+                span = Q(environment=environment, minute__gte=low, minute__lt=high)
+                minute_sums[f"{side}{key}"] = Sum("count", filter=span)
+                minute_filter |= span
+        for side, parts in (("b", before_parts), ("a", after_parts)):
+            spans = Q()
+            for low, high in parts:
+                if low < high:
+                    spans |= Q(timestamp__gte=low, timestamp__lt=high)
+            if spans:
+                span = Q(spans, environment=environment)
+                edge_counts[f"{side}{key}"] = Count("id", filter=span)
+                edge_filter |= span
+    totals: dict[str, int] = {}
+    if minute_sums:
+        totals.update(ErrorMinute.objects.filter(minute_filter, app=app).aggregate(**minute_sums))
+    if edge_counts:
+        for name, n in Event.objects.filter(edge_filter, app=app).aggregate(**edge_counts).items():
+            totals[name] = (totals.get(name) or 0) + (n or 0)
+    return {key: (totals.get(f"b{key}") or 0, totals.get(f"a{key}") or 0) for key in windows}
 
 
 def _per_hour(count: int, start: datetime, end: datetime) -> float | None:
@@ -163,19 +162,38 @@ def _per_hour(count: int, start: datetime, end: datetime) -> float | None:
     return count / max(hours, 1.0)
 
 
-def release_error_rates(*, release: Release, next_deploy: datetime | None, now: datetime) -> tuple[float | None, float | None]:
-    """Errors per hour before and after the deploy, in the release's environment (``RATE_RULE``)."""
+def _rate_window(release: Release, next_deploy: datetime | None, now: datetime) -> tuple[datetime, datetime] | None:
+    """The (start, end) around the deploy that its rates count (``RATE_RULE``), or None when the
+    deploy time is out of the range any stored event can have."""
     if not _EVENTS_EARLIEST <= release.deployed_at <= now + _EVENTS_FUTURE:
         # No event is stored that far out, and the windows around it would overflow.
-        return None, None
+        return None
     start = moment_shift(release.deployed_at, -RATE_WINDOW)
     end = min(next_deploy or now, moment_shift(release.deployed_at, RATE_WINDOW), now)
-    if end < release.deployed_at:
-        end = release.deployed_at
-    before, after = errors_around(
-        app=release.app, environment=release.environment, start=start, deploy=release.deployed_at, end=end
-    )
-    return _per_hour(before, start, release.deployed_at), _per_hour(after, release.deployed_at, end)
+    return start, max(end, release.deployed_at)
+
+
+def release_error_rates(
+    *, app: App, releases: list[Release], next_deploys: dict[int, datetime | None], now: datetime
+) -> dict[int, tuple[float | None, float | None]]:
+    """Errors per hour before and after each deploy, in the release's environment (``RATE_RULE``),
+    by release id: two queries for all of them."""
+    spans = {release.pk: _rate_window(release, next_deploys.get(release.pk), now) for release in releases}
+    windows = {
+        release.pk: (release.environment, spans[release.pk][0], release.deployed_at, spans[release.pk][1])
+        for release in releases
+        if spans[release.pk] is not None
+    }
+    counts = errors_around(app=app, windows=windows)
+    rates: dict[int, tuple[float | None, float | None]] = {}
+    for release in releases:
+        if spans[release.pk] is None:
+            rates[release.pk] = (None, None)
+            continue
+        start, end = spans[release.pk]
+        before, after = counts[release.pk]
+        rates[release.pk] = (_per_hour(before, start, release.deployed_at), _per_hour(after, release.deployed_at, end))
+    return rates
 
 
 def _next_deploys(*, app: App, releases: list[Release]) -> dict[int, datetime | None]:
@@ -236,12 +254,12 @@ def release_rows(*, app: App, limit: int = RELEASES_PER_PAGE, environment: str =
         IssueFollowup.objects.filter(issue__app=app).exclude(regressed_release="").values("regressed_release")
         .annotate(n=Count("pk")).values_list("regressed_release", "n")
     )  # fmt: skip
-    now = timezone.now()
-    next_deploys = _next_deploys(app=app, releases=releases)
+    rates = release_error_rates(
+        app=app, releases=releases, next_deploys=_next_deploys(app=app, releases=releases), now=timezone.now()
+    )
     rows = []
     for release in releases:
-        release.app = app  # already resolved for the member: no query per release
-        rate_before, rate_after = release_error_rates(release=release, next_deploy=next_deploys[release.pk], now=now)
+        rate_before, rate_after = rates[release.pk]
         rows.append(
             ReleaseRow(
                 release=release,
@@ -384,7 +402,9 @@ def release_detail(request: HttpRequest, org_id: str, app_id: str, release_id: i
         followup__regressed_release=release.version,
     ).order_by("-regressed_at")[:100]
     release.app = app
-    rates = release_error_rates(release=release, next_deploy=_next_release_at(release), now=timezone.now())
+    rates = release_error_rates(
+        app=app, releases=[release], next_deploys={release.pk: _next_release_at(release)}, now=timezone.now()
+    )[release.pk]
     return render(
         request,
         "dashboards/release.html",

@@ -32,18 +32,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .errors import IntakeError
+from .errors import BodyTimeout, IntakeError, LengthRequired
 from .protocols import opbeat
-
-
-class BodyTimeout(IntakeError):
-    status = 408
-    reason = "timeout"
-
-
-class LengthRequired(IntakeError):
-    status = 411
-    reason = "invalid"
 
 
 class _Watchdog:

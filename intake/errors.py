@@ -68,6 +68,20 @@ class RateLimited(IntakeError):
         self.retry_after = retry_after
 
 
+class BodyTimeout(IntakeError):
+    """The body did not arrive within ``OPBEAT_LIMITS["body_read_seconds"]`` (``body.request_body_read``)."""
+
+    status = 408
+    reason = "timeout"
+
+
+class LengthRequired(IntakeError):
+    """A chunked body on a server that cannot say where it ends."""
+
+    status = 411
+    reason = "invalid"
+
+
 class DatabaseUnavailable(IntakeError):
     """The database is down and this app was never seen by the cache: we cannot check its token."""
 

@@ -35,9 +35,9 @@ EXAMPLE_MAX = 300
 MAX_PENDING_ROWS = 50_000
 
 _lock = threading.Lock()
-_counts: dict[tuple[int, str, int], int] = {}
-# The latest (status, message) per key of ``_counts``; capped when shipped, not on the request path.
-_examples: dict[tuple[int, str, int], tuple[int, str]] = {}
+# (app, reason, hour) -> [count, the latest refusal's status, its message (capped when shipped,
+# not on the request path)].
+_counts: dict[tuple[int, str, int], list] = {}
 # (app or None, reason) -> [the minute last logged, refusals not logged since]. Bounded by the
 # apps this process answers times a handful of reasons; cleared past LOGGED_MAX all the same.
 _logged: dict[tuple[int | None, str], list[int]] = {}
@@ -56,8 +56,8 @@ def rejection_count(*, app_pk: int | None, reason: str, status: int = 0, message
     with _lock:
         if app_pk is not None:
             key = (app_pk, reason, now // 3600 * 3600)
-            _counts[key] = _counts.get(key, 0) + 1
-            _examples[key] = (status, message)
+            held = _counts.get(key)
+            _counts[key] = [(held[0] if held else 0) + 1, status, message]
         seen = _logged.get((app_pk, reason))
         if seen is not None and seen[0] == minute:
             seen[1] += 1
@@ -77,54 +77,46 @@ def rejection_count(*, app_pk: int | None, reason: str, status: int = 0, message
         _flusher_start()
 
 
-def _rows(counts: dict, examples: dict) -> list[dict]:
-    rows = []
-    for (app_pk, reason, hour), count in counts.items():
-        status, message = examples.get((app_pk, reason, hour), (0, ""))
-        rows.append(
-            {"app_id": app_pk, "reason": reason, "hour": hour, "count": count, "status": status, "example": message[:EXAMPLE_MAX]}
-        )
-    return rows
+def _rows(counts: dict) -> list[dict]:
+    return [
+        {"app_id": app_pk, "reason": reason, "hour": hour, "count": count, "status": status, "example": message[:EXAMPLE_MAX]}
+        for (app_pk, reason, hour), (count, status, message) in counts.items()
+    ]
 
 
 def rejections_pending() -> list[dict]:
     """The counts not yet shipped, as the rows ``rejections_enqueue`` takes."""
     with _lock:
-        return _rows(_counts, _examples)
+        return _rows(_counts)
 
 
 def rejections_pending_clear() -> None:
     """Forget the counts not yet shipped and the minutes logged (tests start from zero)."""
     with _lock:
         _counts.clear()
-        _examples.clear()
         _logged.clear()
 
 
 def rejections_flush() -> int:
     """Ship the counts held so far; return how many rows were sent (0 if none or the broker
     is unreachable, in which case they are kept for the next flush)."""
-    global _counts, _examples
+    global _counts
     with _lock:
         taken, _counts = _counts, {}
-        examples, _examples = _examples, {}
     if not taken:
         return 0
-    rows = _rows(taken, examples)
+    rows = _rows(taken)
     try:
         queue.rejections_enqueue(rows)
     except queue.QueueUnavailable as exc:
         logger.warning("intake: could not ship %d rejection counts, keeping them: %s", len(rows), exc)
         with _lock:
-            for key, count in taken.items():
-                _counts[key] = _counts.get(key, 0) + count
-            for key, example in examples.items():
+            for key, (count, status, message) in taken.items():
+                held = _counts.get(key)
                 # A refusal counted since the failed flush holds the newer example.
-                _examples.setdefault(key, example)
+                _counts[key] = [count + held[0], held[1], held[2]] if held else [count, status, message]
             while len(_counts) > MAX_PENDING_ROWS:
-                oldest = next(iter(_counts))
-                del _counts[oldest]
-                _examples.pop(oldest, None)
+                del _counts[next(iter(_counts))]
         return 0
     return len(rows)
 
@@ -151,10 +143,9 @@ def _flusher_start() -> None:
 def _after_fork() -> None:
     # The child inherits the parent's unsent counts (the parent ships them) and a lock that may
     # be held by a thread that did not come along: start clean.
-    global _lock, _counts, _examples, _logged, _thread_pid
+    global _lock, _counts, _logged, _thread_pid
     _lock = threading.Lock()
     _counts = {}
-    _examples = {}
     _logged = {}
     _thread_pid = None
 

@@ -332,7 +332,7 @@ def error_parse(
         raise ProtocolError(400, f"invalid event: {exc}") from None
     if validated.timestamp is not None:
         # Kept as sent: within these bounds the worker's conversion to UTC cannot overflow.
-        moment_check(validated.timestamp, field="timestamp", now=now or _utcnow())
+        moment_check(validated.timestamp, field="timestamp", now=now or datetime.now(tz=timezone.utc))
     if not (event.get("message") or event.get("param_message") or event.get("exception")):
         raise ProtocolError(400, "an error needs at least one of `message`, `param_message` or `exception`")
     try:
@@ -347,11 +347,6 @@ def error_parse(
         event = _strings_clean(event)
     _event_cap(event, max_frames=max_frames)
     return event
-
-
-def _utcnow() -> datetime:
-    # Only when the caller passes no ``now`` (the views always do).
-    return datetime.now(tz=timezone.utc)
 
 
 def headers_content_encoding(headers: Mapping[str, str]) -> str:

@@ -173,6 +173,16 @@ def gunicorn_start(*, port: int, env: dict[str, str], log_dir: Path, workers: in
     )  # fmt: skip
 
 
+def opbeat_run_start(*, port: int, env: dict[str, str], log_dir: Path) -> Process:
+    """The embedded run (``manage.py opbeat_run``) with one web process on ``port``."""
+    return Process.start(
+        "opbeat_run",
+        [sys.executable, "manage.py", "opbeat_run", "--port", str(port), "--workers", "1"],
+        env=env,
+        log_dir=log_dir,
+    )
+
+
 def worker_start(*, env: dict[str, str], log_dir: Path) -> Process:
     return Process.start(
         "celery-worker",

@@ -128,11 +128,7 @@ def _embedded(smtp: SmtpServer, var_dir: Path, log_dir: Path) -> Iterator[Server
     stack.manage("migrate", "--noinput", env=env)
     server = Server(base_url, env, [])
     try:
-        runner = stack.Process.start(
-            "opbeat_run",
-            [sys.executable, "manage.py", "opbeat_run", "--port", str(port), "--workers", "1"],
-            env=env, log_dir=log_dir,
-        )  # fmt: skip
+        runner = stack.opbeat_run_start(port=port, env=env, log_dir=log_dir)
         server.processes.append(runner)
 
         def started() -> bool:

@@ -57,12 +57,7 @@ def test_kill_9_of_the_worker_mid_burst_loses_no_accepted_event_and_counts_none_
     )  # fmt: skip
     port = stack.port_free()
     base_url = f"http://127.0.0.1:{port}"
-    runner = stack.Process.start(
-        "opbeat_run",
-        [sys.executable, "manage.py", "opbeat_run", "--port", str(port), "--workers", "1"],
-        env=env,
-        log_dir=log_dir,
-    )
+    runner = stack.opbeat_run_start(port=port, env=env, log_dir=log_dir)
     try:
 
         def started() -> bool:

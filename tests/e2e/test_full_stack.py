@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import uuid
 from pathlib import Path
 
@@ -115,12 +114,7 @@ def test_signup_in_browser_then_opbeat_bodies_show_as_grouped_issues(chromium: s
 def test_embedded_opbeat_run_from_signup_to_stack_trace(var_dir: Path, log_dir: Path):
     port = stack.port_free()
     base_url = f"http://127.0.0.1:{port}"
-    runner = stack.Process.start(
-        "opbeat_run",
-        [sys.executable, "manage.py", "opbeat_run", "--port", str(port), "--workers", "1"],
-        env=stack.child_env(var_dir),
-        log_dir=log_dir,
-    )
+    runner = stack.opbeat_run_start(port=port, env=stack.child_env(var_dir), log_dir=log_dir)
     try:
         banner = f"Opbeat Server is running at {base_url}/"
 

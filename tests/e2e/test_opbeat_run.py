@@ -25,12 +25,7 @@ def _cmdline(pid: int) -> str:
 
 def test_a_dead_worker_is_started_again_while_the_web_server_keeps_serving(var_dir: Path, log_dir: Path):
     port = stack.port_free()
-    runner = stack.Process.start(
-        "opbeat_run",
-        [sys.executable, "manage.py", "opbeat_run", "--port", str(port), "--workers", "1"],
-        env=stack.child_env(var_dir),
-        log_dir=log_dir,
-    )
+    runner = stack.opbeat_run_start(port=port, env=stack.child_env(var_dir), log_dir=log_dir)
     try:
 
         def started() -> bool:
@@ -128,12 +123,7 @@ def test_embedded_queue_keeps_events_across_a_restart(var_dir: Path, log_dir: Pa
 
     assert stored() == 0
     port = stack.port_free()
-    runner = stack.Process.start(
-        "opbeat_run",
-        [sys.executable, "manage.py", "opbeat_run", "--port", str(port), "--workers", "1"],
-        env=env,
-        log_dir=log_dir,
-    )
+    runner = stack.opbeat_run_start(port=port, env=env, log_dir=log_dir)
     try:
 
         def digested() -> bool:
